@@ -1,0 +1,147 @@
+import Foundation
+import LogParsers
+import TraceBridgeCore
+
+/// One item a stream hands to the merge.
+enum StreamItem: Sendable {
+    case event(OrderEvent, rule: Int)
+    /// A rule matched but could not make an event (counted per reason; kept in the rejected file).
+    case rejected(rule: Int, reason: RejectReason)
+    /// No rule matched (counted; kept in the rejected file).
+    case unmatched
+}
+
+/// Counts one stream reports at its end.
+struct StreamReport: Sendable {
+    var read = ReadStatistics()
+    var files = 0
+    var errors: [String] = []
+}
+
+/// Reads one rotated file set of one source on its own thread — the files oldest first,
+/// records through the source's rules — and hands items to the merge in batches through a
+/// bounded queue (the merge's pace limits the reading: memory stays bounded).
+final class StreamProducer: @unchecked Sendable {
+    let source: SourceDefinition
+    let files: [String]
+    let queue = BlockingQueue<[StreamItem]>(capacity: 8)
+    private let rules: [CompiledRule]
+    private let ruleIndices: [Int]
+    private let rejected: RejectedWriter?
+    private let keepUnmatched: Bool
+    private let ruleNames: [String]
+    private let bytesRead: AtomicCounter
+    private(set) var report = StreamReport()
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(
+        source: SourceDefinition, files: [String], rules: [CompiledRule], ruleIndices: [Int], allRuleNames: [String],
+        rejected: RejectedWriter?, keepUnmatched: Bool, bytesRead: AtomicCounter
+    ) {
+        self.source = source
+        self.files = files
+        self.rules = rules
+        self.ruleIndices = ruleIndices
+        self.ruleNames = allRuleNames
+        self.rejected = rejected
+        self.keepUnmatched = keepUnmatched
+        self.bytesRead = bytesRead
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            run()
+            finished.signal()
+        }
+        thread.name = "read-\(source.name)"
+        thread.stackSize = 1 << 22
+        thread.start()
+    }
+
+    /// The report, once the thread has ended (call after the queue returned nil).
+    func waitForReport() -> StreamReport {
+        finished.wait()
+        finished.signal()
+        return report
+    }
+
+    private func run() {
+        let evaluator = RuleEvaluator(source: source, rules: rules, ruleIndices: ruleIndices)
+        var batch: [StreamItem] = []
+        batch.reserveCapacity(512)
+        var rejectBuffer: [UInt8] = []
+        for path in files {
+            report.files += 1
+            let file: LogFileReader
+            do {
+                file = try LogFileReader(path: path)
+            } catch {
+                report.errors.append("\(error)")
+                continue
+            }
+            let reader = RecordReader(file: file, source: source)
+            var lastBytes: Int64 = 0
+            do {
+                try reader.readAll { record in
+                    let key = SourceKey(source: source.name, stream: reader.fingerprint, position: record.offset)
+                    let outcome = evaluator.evaluate(record.text, sourceKey: key)
+                    switch outcome {
+                    case .matched(let rule, let event):
+                        batch.append(.event(event, rule: rule))
+                    case .rejected(let rule, let reason):
+                        batch.append(.rejected(rule: rule, reason: reason))
+                        if rejected != nil {
+                            RejectedWriter.append(
+                                to: &rejectBuffer, source: source.name, file: path, line: record.line, offset: record.offset,
+                                reason: "\(reason.rawValue) (rule \(ruleNames[rule]))", text: record.text)
+                        }
+                    case .unmatched:
+                        batch.append(.unmatched)
+                        if keepUnmatched, rejected != nil {
+                            RejectedWriter.append(
+                                to: &rejectBuffer, source: source.name, file: path, line: record.line, offset: record.offset,
+                                reason: RejectReason.noRuleMatched.rawValue, text: record.text)
+                        }
+                    }
+                    if batch.count >= 512 {
+                        queue.put(batch)
+                        batch.removeAll(keepingCapacity: true)
+                        let b = reader.statistics.bytes
+                        bytesRead.add(b - lastBytes)
+                        lastBytes = b
+                    }
+                    if rejectBuffer.count > 1 << 16 { rejected?.write(&rejectBuffer) }
+                }
+            } catch {
+                report.errors.append("\(path): \(error)")
+            }
+            bytesRead.add(reader.statistics.bytes - lastBytes)
+            file.close()
+            let s = reader.statistics
+            report.read.bytes += s.bytes
+            report.read.lines += s.lines
+            report.read.records += s.records
+            report.read.cutRecords += s.cutRecords
+            report.read.invalidSequences += s.invalidSequences
+        }
+        if !batch.isEmpty { queue.put(batch) }
+        rejected?.write(&rejectBuffer)
+        queue.close()
+    }
+}
+
+/// A counter several threads add to and one reads (progress).
+final class AtomicCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Int64 = 0
+    func add(_ n: Int64) {
+        lock.lock()
+        value += n
+        lock.unlock()
+    }
+    var current: Int64 {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+}

@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import TraceBridge
+
+struct Rules: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the configuration and test parsing rules on sample lines.",
+        subcommands: [Check.self, Test.self])
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the configuration: every error with its file, line and what to change.")
+
+        @OptionGroup var options: ConfigOptions
+
+        func run() throws {
+            let config = try options.load()
+            print(
+                "\(config.file): OK — \(config.sources.count) sources, \(config.rules.count) rules, exporter \(config.exporter.target)"
+            )
+        }
+    }
+
+    struct Test: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show for each line which rule matched and the event it makes.",
+            discussion: """
+                Prints one JSON object a record: the rule that matched and the event, or
+                "unmatched": true with the text. A summary (matches per rule, unmatched line
+                numbers) goes to standard error.
+
+                Golden mode: --expect FILE compares the output with FILE and exits 1 on any
+                difference, so rule tests can run in CI; --update writes FILE instead.
+
+                Examples:
+                  tracebridge rules test -c tracebridge.yaml samples/mes/mes.log
+                  tail -n 100 /var/log/mes/mes.log | tracebridge rules test -c tracebridge.yaml --source mes -
+                  tracebridge rules test -c tracebridge.yaml --expect tests/mes.golden.jsonl samples/mes.log
+                """)
+
+        @OptionGroup var options: ConfigOptions
+
+        @Option(help: "The source whose rules to apply (default: the source whose paths claim the file's name).")
+        var source: String?
+
+        @Option(help: ArgumentHelp("Compare the output with this golden file; exit 1 on a difference.", valueName: "file"))
+        var expect: String?
+
+        @Flag(help: "With --expect: write the golden file instead of comparing.")
+        var update = false
+
+        @Argument(help: ArgumentHelp("The sample log file, or - for standard input.", valueName: "logfile"))
+        var logfile: String = "-"
+
+        func run() throws {
+            let config = try options.load()
+            let tester = RuleTester(configuration: config)
+            let result = try reportingErrors {
+                let source = try tester.source(for: logfile, named: self.source)
+                return try tester.run(path: logfile, source: source)
+            }
+            var summary = "\(result.records) records: "
+            summary += result.matched.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            summary += "; \(result.unmatchedLines.count) unmatched"
+            if !result.unmatchedLines.isEmpty {
+                summary += " (lines \(result.unmatchedLines.prefix(20).map(String.init).joined(separator: ", "))\(result.unmatchedLines.count > 20 ? ", …" : ""))"
+            }
+            if !result.rejectedLines.isEmpty {
+                summary += "; \(result.rejectedLines.count) rejected (" + result.rejectedLines.prefix(10).map { "line \($0.line): \($0.reason)" }.joined(separator: ", ") + ")"
+            }
+            guard let expect else {
+                for line in result.lines { print(line) }
+                printError(summary)
+                return
+            }
+            if update {
+                try reportingErrors {
+                    try (result.lines.joined(separator: "\n") + "\n").write(toFile: expect, atomically: true, encoding: .utf8)
+                }
+                printError("wrote \(result.lines.count) records to \(expect)")
+                return
+            }
+            guard let text = try? String(contentsOfFile: expect, encoding: .utf8) else {
+                printError("cannot read the golden file \(expect); create it with --update")
+                throw ExitCode(2)
+            }
+            let expected = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+            let diffs = RuleTester.differences(actual: result.lines, expected: expected)
+            if diffs.isEmpty {
+                print("\(expect): all \(result.lines.count) records as expected")
+                return
+            }
+            for d in diffs.prefix(20) { print(d) }
+            printError("\(diffs.count) of \(max(result.lines.count, expected.count)) records differ from \(expect)")
+            throw ExitCode(1)
+        }
+    }
+}

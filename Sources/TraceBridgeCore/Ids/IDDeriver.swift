@@ -1,0 +1,70 @@
+import Crypto
+
+/// Derives trace and span ids deterministically from a secret, so that a replay, a restart
+/// or a backfill of the same input produces byte-identical spans (Jaeger drops exact
+/// duplicates), and nobody without the secret can predict or forge an order's trace id.
+///
+/// - trace id: the first 16 bytes of HMAC-SHA-256(secret, `order|<namespace>|<orderId>`);
+///   computed once per order.
+/// - span ids: SipHash-2-4 keyed with a 128-bit subkey derived from the secret
+///   (HMAC-SHA-256(secret, `tracebridge span key v1`)), over the event's stable source key.
+///   A keyed PRF like the trace id's HMAC, but about twenty times cheaper: span ids are
+///   derived once per matched line on the hot path (see docs/architecture.md).
+public struct IDDeriver: Sendable {
+    public let namespace: String
+    private let secret: [UInt8]
+    private let k0: UInt64
+    private let k1: UInt64
+
+    public init(secret: [UInt8], namespace: String) {
+        self.namespace = namespace
+        self.secret = secret
+        let sub = Array(HMAC<SHA256>.authenticationCode(for: Array("tracebridge span key v1".utf8), using: SymmetricKey(data: secret)))
+        self.k0 = Self.word(sub, 0)
+        self.k1 = Self.word(sub, 8)
+    }
+
+    /// The trace id of an order. Never all-zero.
+    public func traceID(orderID: String) -> TraceID {
+        let mac = Array(HMAC<SHA256>.authenticationCode(for: Array("order|\(namespace)|\(orderID)".utf8), using: SymmetricKey(data: secret)))
+        var id = TraceID(high: Self.bigEndianWord(mac, 0), low: Self.bigEndianWord(mac, 8))
+        if id.isZero { id = TraceID(high: Self.bigEndianWord(mac, 16), low: Self.bigEndianWord(mac, 24)) }
+        if id.isZero { id.low = 1 }
+        return id
+    }
+
+    /// The id of an order's root span. Never zero.
+    public func rootSpanID(orderID: String) -> SpanID {
+        var hasher = SipHasher(k0: k0, k1: k1)
+        hasher.append(Array("root|\(namespace)|\(orderID)".utf8))
+        return Self.nonZero(hasher.finish())
+    }
+
+    /// The id of the span an event ends (a transition, a step) derived from its stable source key
+    /// and its time. The time guards against two files that share a first line (a header every
+    /// rotated file starts with) and so a fingerprint: their events at one offset would
+    /// otherwise share ids. `role` tells apart spans one event yields. Never zero.
+    public func spanID(for sourceKey: SourceKey, time: Int64, role: UInt8 = 0) -> SpanID {
+        var hasher = SipHasher(k0: k0, k1: k1)
+        hasher.append(Array("span|\(namespace)|\(sourceKey.source)|".utf8))
+        hasher.append(word: sourceKey.stream)
+        hasher.append(word: sourceKey.position)
+        hasher.append(word: UInt64(bitPattern: time))
+        hasher.append(byte: role)
+        return Self.nonZero(hasher.finish())
+    }
+
+    private static func nonZero(_ v: UInt64) -> SpanID { SpanID(v == 0 ? 1 : v) }
+
+    private static func word(_ b: [UInt8], _ at: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<8 { v |= UInt64(b[at + i]) << (8 * UInt64(i)) }
+        return v
+    }
+
+    private static func bigEndianWord(_ b: [UInt8], _ at: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<8 { v = v << 8 | UInt64(b[at + i]) }
+        return v
+    }
+}
