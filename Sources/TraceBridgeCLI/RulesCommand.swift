@@ -13,8 +13,25 @@ struct Rules: ParsableCommand {
 
         @OptionGroup var options: ConfigOptions
 
+        @Flag(help: "Print each source's rule patterns with every %{NAME} expanded, as JSON (for grep -P, rg -P).")
+        var printPatterns = false
+
         func run() throws {
             let config = try options.load()
+            if printPatterns {
+                var object: [String: [[String: String]]] = [:]
+                for source in config.sources {
+                    object[source.name] = config.rules(for: source.name).rules.map { rule in
+                        var entry = ["rule": rule.name, "kind": rule.matcherKind]
+                        if let p = rule.expandedPattern { entry["pattern"] = p }
+                        return entry
+                    }
+                }
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try encoder.encode(object), as: UTF8.self))
+                return
+            }
             print(
                 "\(config.file): OK — \(config.sources.count) sources, \(config.rules.count) rules, exporter \(config.exporter.target)"
             )

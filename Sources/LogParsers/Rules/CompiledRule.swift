@@ -210,6 +210,18 @@ public final class CompiledRule: Sendable {
 
     /// The capture names this rule defines.
     public var captureNames: [String] { slotNames }
+
+    /// `pattern`, `json` or `logfmt`.
+    public var matcherKind: String {
+        switch kind {
+        case .pattern: "pattern"
+        case .json: "json"
+        case .logfmt: "logfmt"
+        }
+    }
+
+    /// The rule's pattern with every `%{NAME}` expanded; nil for structured rules.
+    public var expandedPattern: String? { pattern?.pattern }
 }
 
 /// Why a record was set aside instead of becoming an event.
