@@ -123,6 +123,11 @@ public final class RecordReader {
         statistics.lines += 1
         var end = to
         if end > from && chunk[end - 1] == 0x0D { end -= 1 }
+        var cut = cut
+        if end - from > source.maxLineBytes {
+            end = from + source.maxLineBytes
+            cut = true
+        }
         lineBuffer.removeAll(keepingCapacity: true)
         chunk.withUnsafeBufferPointer { buf in
             let raw = UnsafeBufferPointer(rebasing: buf[from..<end])
