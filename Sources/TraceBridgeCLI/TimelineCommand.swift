@@ -43,7 +43,9 @@ struct Timeline: ParsableCommand {
                 print(header)
                 if let jaegerUrl { print("  \(jaegerUrl.hasSuffix("/") ? String(jaegerUrl.dropLast()) : jaegerUrl)/trace/\(order.traceID)") }
                 var previous: Int64?
-                for e in try db.timeline(orderID: order.orderID) {
+                let events = try db.timeline(orderID: order.orderID)
+                let width = events.map(\.service.count).max() ?? 0
+                for e in events {
                     let what: String
                     switch e.kind {
                     case "status_change": what = "status \(e.status ?? "?")"
@@ -53,7 +55,7 @@ struct Timeline: ParsableCommand {
                     }
                     let delta = previous.map { "+" + Self.duration(e.time - $0) } ?? ""
                     previous = e.time
-                    print("  \(RuleTester.iso(e.time))  \(e.service.padding(toLength: 8, withPad: " ", startingAt: 0)) \(what)  \(delta)")
+                    print("  \(RuleTester.iso(e.time))  \(e.service.padding(toLength: width, withPad: " ", startingAt: 0)) \(what)  \(delta)")
                 }
                 print("")
             }

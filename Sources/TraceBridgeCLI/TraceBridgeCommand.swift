@@ -65,6 +65,7 @@ func bootstrapLogging(level: Logger.Level) {
 }
 
 func printError(_ message: String) {
+    fflush(nil)  // all output streams: stdout lines first, then the message
     FileHandle.standardError.write(Data("tracebridge: \(message)\n".utf8))
 }
 
