@@ -31,12 +31,13 @@ final class StreamProducer: @unchecked Sendable {
     private let keepUnmatched: Bool
     private let ruleNames: [String]
     private let bytesRead: AtomicCounter
+    private let linesRead: AtomicCounter
     private(set) var report = StreamReport()
     private let finished = DispatchSemaphore(value: 0)
 
     init(
         source: SourceDefinition, files: [String], rules: [CompiledRule], ruleIndices: [Int], allRuleNames: [String],
-        rejected: RejectedWriter?, keepUnmatched: Bool, bytesRead: AtomicCounter
+        rejected: RejectedWriter?, keepUnmatched: Bool, bytesRead: AtomicCounter, linesRead: AtomicCounter
     ) {
         self.source = source
         self.files = files
@@ -46,6 +47,7 @@ final class StreamProducer: @unchecked Sendable {
         self.rejected = rejected
         self.keepUnmatched = keepUnmatched
         self.bytesRead = bytesRead
+        self.linesRead = linesRead
     }
 
     func start() {
@@ -81,6 +83,7 @@ final class StreamProducer: @unchecked Sendable {
             }
             let reader = RecordReader(file: file, source: source)
             var lastBytes: Int64 = 0
+            var lastLines = 0
             do {
                 try reader.readAll { record in
                     let key = SourceKey(source: source.name, stream: reader.fingerprint, position: record.offset)
@@ -109,13 +112,16 @@ final class StreamProducer: @unchecked Sendable {
                         let b = reader.statistics.bytes
                         bytesRead.add(b - lastBytes)
                         lastBytes = b
+                        linesRead.add(Int64(reader.statistics.lines - lastLines))
+                        lastLines = reader.statistics.lines
                     }
                     if rejectBuffer.count > 1 << 16 { rejected?.write(&rejectBuffer) }
                 }
             } catch {
-                report.errors.append("\(path): \(error)")
+                report.errors.append("\(error)")
             }
             bytesRead.add(reader.statistics.bytes - lastBytes)
+            linesRead.add(Int64(reader.statistics.lines - lastLines))
             file.close()
             let s = reader.statistics
             report.read.bytes += s.bytes
