@@ -21,7 +21,13 @@ public final class RuleEvaluator {
     private let whereMatchers: [[PatternMatcher]]
     private var values: [[String?]]
     private var json: Any?? = nil
-    private var logfmt: [Substring: Substring]? = nil
+    /// The current record's `key=value` pairs as byte ranges; parsed once per record, on demand.
+    private var logfmtPairs: [LogfmtPair] = []
+    private var logfmtState = LogfmtState.unparsed
+    /// logfmt rules: per rule, per field, the key's bytes.
+    private let logfmtKeys: [[[UInt8]]]
+
+    private enum LogfmtState { case unparsed, parsed, notLogfmt }
 
     /// `rules` are the source's rules in order; `ruleIndices` their indices in the rule set.
     public init(source: SourceDefinition, rules: [CompiledRule], ruleIndices: [Int]) {
@@ -31,12 +37,15 @@ public final class RuleEvaluator {
         matchers = rules.map { $0.pattern.map(PatternMatcher.init) }
         whereMatchers = rules.map { $0.whereClauses.map { PatternMatcher($0.pattern) } }
         values = rules.map { [String?](repeating: nil, count: $0.slotNames.count) }
+        logfmtKeys = rules.map { rule in
+            rule.kind == .logfmt ? rule.structuredFields.map { Array($0.path[0].utf8) } : []
+        }
     }
 
     /// Tries the source's rules in order on `text` (valid UTF-8); the first that matches decides.
     public func evaluate(_ text: UnsafeBufferPointer<UInt8>, sourceKey: SourceKey) -> RuleOutcome {
         json = nil
-        logfmt = nil
+        logfmtState = .unparsed
         for i in rules.indices {
             let rule = rules[i]
             let matched: Bool
@@ -88,12 +97,15 @@ public final class RuleEvaluator {
     }
 
     private func matchLogfmt(_ i: Int, _ text: UnsafeBufferPointer<UInt8>) -> Bool {
-        if logfmt == nil { logfmt = Self.parseLogfmt(Substring(decoding: text, as: UTF8.self)) }
-        let pairs = logfmt!
+        if logfmtState == .unparsed {
+            logfmtState = Self.parseLogfmt(text, into: &logfmtPairs) ? .parsed : .notLogfmt
+        }
+        guard logfmtState == .parsed else { return false }
         let rule = rules[i]
-        for (slot, path) in rule.structuredFields {
-            guard let value = pairs[Substring(path[0])] else { return false }
-            values[i][slot] = String(value)
+        for (f, field) in rule.structuredFields.enumerated() {
+            let key = logfmtKeys[i][f]
+            guard let pair = logfmtPairs.first(where: { Self.equal(text, $0.key, key) }) else { return false }
+            values[i][field.slot] = pair.value(in: text)
         }
         return applyWhere(i)
     }
@@ -217,49 +229,92 @@ public final class RuleEvaluator {
         }
     }
 
-    /// `key=value key2="quoted \"value\""` → pairs; a bare key has an empty value.
-    static func parseLogfmt(_ line: Substring) -> [Substring: Substring] {
-        var pairs: [Substring: Substring] = [:]
-        var i = line.startIndex
-        let end = line.endIndex
-        while i < end {
-            while i < end, line[i] == " " || line[i] == "\t" { i = line.index(after: i) }
-            guard i < end else { break }
-            let keyStart = i
-            while i < end, line[i] != "=", line[i] != " ", line[i] != "\t" { i = line.index(after: i) }
-            let key = line[keyStart..<i]
-            guard i < end, line[i] == "=" else {
-                if !key.isEmpty { pairs[key] = "" }
-                continue
-            }
-            i = line.index(after: i)
-            if i < end, line[i] == "\"" {
-                i = line.index(after: i)
-                var value = ""
-                var closed = false
-                while i < end {
-                    let c = line[i]
-                    if c == "\\", line.index(after: i) < end {
-                        i = line.index(after: i)
-                        let e = line[i]
-                        value.append(e == "n" ? "\n" : e == "t" ? "\t" : e)
-                    } else if c == "\"" {
-                        closed = true
-                        i = line.index(after: i)
-                        break
-                    } else {
-                        value.append(c)
-                    }
-                    i = line.index(after: i)
-                }
-                _ = closed
-                pairs[key] = Substring(value)
-            } else {
-                let valueStart = i
-                while i < end, line[i] != " ", line[i] != "\t" { i = line.index(after: i) }
-                pairs[key] = line[valueStart..<i]
-            }
+    @inline(__always)
+    static func equal(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ key: [UInt8]) -> Bool {
+        guard range.count == key.count else { return false }
+        var j = 0
+        for k in range {
+            if text[k] != key[j] { return false }
+            j += 1
         }
-        return pairs
+        return true
+    }
+
+    /// Splits `key=value key2="quoted \"value\""` into pairs (a bare key has an empty value).
+    /// Returns false at once when the record does not start with `key=` — most lines of a
+    /// mixed log are not logfmt, and telling costs a few bytes, not a parse.
+    static func parseLogfmt(_ text: UnsafeBufferPointer<UInt8>, into pairs: inout [LogfmtPair]) -> Bool {
+        pairs.removeAll(keepingCapacity: true)
+        let n = text.count
+        var i = 0
+        while i < n && (text[i] == 0x20 || text[i] == 0x09) { i += 1 }
+        var first = true
+        while i < n {
+            let keyStart = i
+            while i < n && text[i] != 0x3D && text[i] != 0x20 && text[i] != 0x09 && text[i] != 0x22 { i += 1 }
+            let key = keyStart..<i
+            if first {
+                guard !key.isEmpty, i < n, text[i] == 0x3D else { return false }
+                first = false
+            }
+            if i < n && text[i] == 0x3D {
+                i += 1
+                if i < n && text[i] == 0x22 {
+                    i += 1
+                    let valueStart = i
+                    var escaped = false
+                    while i < n && text[i] != 0x22 {
+                        if text[i] == 0x5C {
+                            escaped = true
+                            i += 1
+                        }
+                        i += 1
+                    }
+                    pairs.append(LogfmtPair(key: key, value: valueStart..<min(i, n), escaped: escaped))
+                    if i < n { i += 1 }
+                } else {
+                    let valueStart = i
+                    while i < n && text[i] != 0x20 && text[i] != 0x09 { i += 1 }
+                    pairs.append(LogfmtPair(key: key, value: valueStart..<i, escaped: false))
+                }
+            } else if !key.isEmpty {
+                pairs.append(LogfmtPair(key: key, value: i..<i, escaped: false))
+            } else {
+                i += 1  // a stray quote
+            }
+            while i < n && (text[i] == 0x20 || text[i] == 0x09) { i += 1 }
+        }
+        return true
+    }
+}
+
+/// One `key=value` of a logfmt record, as byte ranges into the record.
+struct LogfmtPair {
+    var key: Range<Int>
+    var value: Range<Int>
+    /// The quoted value contains backslash escapes.
+    var escaped: Bool
+
+    func value(in text: UnsafeBufferPointer<UInt8>) -> String {
+        let raw = UnsafeBufferPointer(rebasing: text[value])
+        guard escaped else { return String(decoding: raw, as: UTF8.self) }
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count)
+        var i = 0
+        while i < raw.count {
+            var c = raw[i]
+            if c == 0x5C && i + 1 < raw.count {
+                i += 1
+                switch raw[i] {
+                case 0x6E: c = 0x0A
+                case 0x74: c = 0x09
+                case 0x72: c = 0x0D
+                default: c = raw[i]
+                }
+            }
+            out.append(c)
+            i += 1
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

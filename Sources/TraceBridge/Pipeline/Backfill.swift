@@ -141,32 +141,25 @@ public final class Backfill {
             closed: { summary in store?.add(.closed(summary)) })
 
         let bytesRead = AtomicCounter()
+        let linesRead = AtomicCounter()
         let producers = plan.map { entry in
             let (rules, indices) = configuration.rules(for: entry.source.name)
             return StreamProducer(
                 source: entry.source, files: entry.set.files, rules: rules, ruleIndices: indices, allRuleNames: ruleNames,
-                rejected: rejected, keepUnmatched: options.keepUnmatched, bytesRead: bytesRead)
+                rejected: rejected, keepUnmatched: options.keepUnmatched, bytesRead: bytesRead, linesRead: linesRead)
         }
         producers.forEach { $0.start() }
         let progress = options.progress ? ProgressLine(total: plan.reduce(0) { $0 + $1.set.files.reduce(0) { $0 + Self.size($1) } }) : nil
 
-        // Merge the streams by event time. Each stream is kept positioned on its next event;
-        // set-aside items (no time) are counted on the way.
-        var batches: [[StreamItem]] = producers.map { _ in [] }
+        // Merge the streams by event time; each stream is kept positioned on its next event.
+        var batches: [[StreamEvent]] = producers.map { _ in [] }
         var positions = [Int](repeating: 0, count: producers.count)
         var live = [Bool](repeating: true, count: producers.count)
         func settle(_ i: Int) {
-            while true {
-                while positions[i] < batches[i].count {
-                    switch batches[i][positions[i]] {
-                    case .event: return
-                    case .unmatched: summary.unmatched += 1
-                    case .rejected(_, let reason): rejectedCounts[reason.rawValue, default: 0] += 1
-                    }
-                    positions[i] += 1
-                }
+            while positions[i] == batches[i].count {
                 guard let next = producers[i].queue.take() else {
                     live[i] = false
+                    batches[i] = []
                     return
                 }
                 batches[i] = next
@@ -180,13 +173,16 @@ public final class Backfill {
             var best = -1
             var bestTime = Int64.max
             for i in producers.indices where live[i] {
-                if case .event(let e, _) = batches[i][positions[i]], e.timeUnixNano < bestTime {
-                    bestTime = e.timeUnixNano
+                let t = batches[i][positions[i]].event.timeUnixNano
+                if t < bestTime {
+                    bestTime = t
                     best = i
                 }
             }
             if best < 0 { break }
-            guard case .event(let event, let rule) = batches[best][positions[best]] else { break }
+            let item = batches[best][positions[best]]
+            let event = item.event
+            let rule = item.rule
             positions[best] += 1
             settle(best)
             if let since = options.since, event.timeUnixNano < since {
@@ -204,7 +200,7 @@ public final class Backfill {
             if processed & 4095 == 0 {
                 correlator.advance(to: lastTime)
                 if rejectBuffer.count > 1 << 16 { rejected?.write(&rejectBuffer) }
-                progress?.update(bytes: bytesRead.current, events: processed, orders: correlator.statistics.orders, spans: correlator.statistics.spans)
+                progress?.update(bytes: bytesRead.current, lines: linesRead.current, orders: correlator.statistics.orders, spans: correlator.statistics.spans)
             }
         }
         correlator.finish()
@@ -223,6 +219,8 @@ public final class Backfill {
             summary.cutLines += r.read.cutRecords
             summary.invalidBytes += r.read.invalidSequences
             summary.readErrors += r.errors
+            summary.unmatched += r.unmatched
+            for (reason, n) in r.rejected { rejectedCounts[reason.rawValue, default: 0] += n }
         }
         for (i, n) in matched.enumerated() { summary.matched[ruleNames[i]] = n }
         summary.rejected = rejectedCounts

@@ -9,15 +9,15 @@ final class ProgressLine {
 
     init(total: Int64) { self.total = total }
 
-    func update(bytes: Int64, events: Int, orders: Int, spans: Int) {
+    func update(bytes: Int64, lines: Int64, orders: Int, spans: Int) {
         let now = Date()
         guard now.timeIntervalSince(lastDraw) >= 0.5 else { return }
         lastDraw = now
         let elapsed = max(now.timeIntervalSince(started), 0.001)
         let percent = total > 0 ? min(100, Double(bytes) * 100 / Double(total)) : 0
         let line = String(
-            format: "\r%5.1f%%  %@ of %@  %@ events/s  %d orders  %d spans   ", percent, Self.bytes(bytes),
-            Self.bytes(total), Self.count(Double(events) / elapsed), orders, spans)
+            format: "\r%5.1f%%  %@ of %@  %@ lines/s  %d orders  %d spans   ", percent, Self.bytes(bytes),
+            Self.bytes(total), Self.count(Double(lines) / elapsed), orders, spans)
         FileHandle.standardError.write(Data(line.utf8))
     }
 

@@ -2,29 +2,29 @@ import Foundation
 import LogParsers
 import TraceBridgeCore
 
-/// One item a stream hands to the merge.
-enum StreamItem: Sendable {
-    case event(OrderEvent, rule: Int)
-    /// A rule matched but could not make an event (counted per reason; kept in the rejected file).
-    case rejected(rule: Int, reason: RejectReason)
-    /// No rule matched (counted; kept in the rejected file).
-    case unmatched
+/// An event a stream hands to the merge, with the index of the rule that made it.
+struct StreamEvent: Sendable {
+    var event: OrderEvent
+    var rule: Int
 }
 
-/// Counts one stream reports at its end.
+/// Counts one stream reports at its end. Records that did not become events are counted
+/// here (and copied to the rejected file), not sent through the merge.
 struct StreamReport: Sendable {
     var read = ReadStatistics()
     var files = 0
+    var unmatched = 0
+    var rejected: [RejectReason: Int] = [:]
     var errors: [String] = []
 }
 
 /// Reads one rotated file set of one source on its own thread — the files oldest first,
-/// records through the source's rules — and hands items to the merge in batches through a
+/// records through the source's rules — and hands events to the merge in batches through a
 /// bounded queue (the merge's pace limits the reading: memory stays bounded).
 final class StreamProducer: @unchecked Sendable {
     let source: SourceDefinition
     let files: [String]
-    let queue = BlockingQueue<[StreamItem]>(capacity: 8)
+    let queue = BlockingQueue<[StreamEvent]>(capacity: 8)
     private let rules: [CompiledRule]
     private let ruleIndices: [Int]
     private let rejected: RejectedWriter?
@@ -69,7 +69,7 @@ final class StreamProducer: @unchecked Sendable {
 
     private func run() {
         let evaluator = RuleEvaluator(source: source, rules: rules, ruleIndices: ruleIndices)
-        var batch: [StreamItem] = []
+        var batch: [StreamEvent] = []
         batch.reserveCapacity(512)
         var rejectBuffer: [UInt8] = []
         for path in files {
@@ -90,16 +90,16 @@ final class StreamProducer: @unchecked Sendable {
                     let outcome = evaluator.evaluate(record.text, sourceKey: key)
                     switch outcome {
                     case .matched(let rule, let event):
-                        batch.append(.event(event, rule: rule))
+                        batch.append(StreamEvent(event: event, rule: rule))
                     case .rejected(let rule, let reason):
-                        batch.append(.rejected(rule: rule, reason: reason))
+                        report.rejected[reason, default: 0] += 1
                         if rejected != nil {
                             RejectedWriter.append(
                                 to: &rejectBuffer, source: source.name, file: path, line: record.line, offset: record.offset,
                                 reason: "\(reason.rawValue) (rule \(ruleNames[rule]))", text: record.text)
                         }
                     case .unmatched:
-                        batch.append(.unmatched)
+                        report.unmatched += 1
                         if keepUnmatched, rejected != nil {
                             RejectedWriter.append(
                                 to: &rejectBuffer, source: source.name, file: path, line: record.line, offset: record.offset,

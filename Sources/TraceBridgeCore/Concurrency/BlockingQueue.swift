@@ -2,28 +2,32 @@ import Foundation
 
 /// A bounded FIFO between threads: `put` blocks while the queue is full (backpressure),
 /// `take` blocks while it is empty and returns nil once the queue is closed and drained.
-/// For the pipeline's dedicated threads, never for the cooperative pool.
+/// A ring buffer: a taken item is released at once, so the queue never holds more than
+/// `capacity` items alive. For the pipeline's dedicated threads, never the cooperative pool.
 public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     private let condition = NSCondition()
-    private var items: [Element] = []
+    private var slots: [Element?]
     private var head = 0
+    private var stored = 0
     private var closed = false
     public let capacity: Int
 
     public init(capacity: Int) {
         precondition(capacity > 0)
         self.capacity = capacity
+        slots = [Element?](repeating: nil, count: capacity)
     }
 
-    /// Adds `item`, waiting for room. Returns false (dropping nothing: the item is not taken)
-    /// when the queue was closed.
+    /// Adds `item`, waiting for room. Returns false (the item is not taken) when the queue
+    /// was closed.
     @discardableResult
     public func put(_ item: Element) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        while items.count - head >= capacity && !closed { condition.wait() }
+        while stored == capacity && !closed { condition.wait() }
         if closed { return false }
-        items.append(item)
+        slots[(head + stored) % capacity] = item
+        stored += 1
         condition.broadcast()
         return true
     }
@@ -32,14 +36,12 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     public func take() -> Element? {
         condition.lock()
         defer { condition.unlock() }
-        while items.count == head && !closed { condition.wait() }
-        if items.count == head { return nil }
-        let item = items[head]
-        head += 1
-        if head > 1024 && head * 2 > items.count {
-            items.removeFirst(head)
-            head = 0
-        }
+        while stored == 0 && !closed { condition.wait() }
+        if stored == 0 { return nil }
+        let item = slots[head]
+        slots[head] = nil
+        head = (head + 1) % capacity
+        stored -= 1
         condition.broadcast()
         return item
     }
@@ -55,6 +57,6 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     public var count: Int {
         condition.lock()
         defer { condition.unlock() }
-        return items.count - head
+        return stored
     }
 }
