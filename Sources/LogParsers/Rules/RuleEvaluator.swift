@@ -1,320 +1,314 @@
-import Foundation
 import TraceBridgeCore
 
 /// What a record became.
 public enum RuleOutcome {
-    /// `rule` is the index of the rule in the rule set.
-    case matched(rule: Int, event: OrderEvent)
-    /// A rule matched but the record cannot become an event (no time, no order id).
-    case rejected(rule: Int, reason: RejectReason)
-    case unmatched
+  /// `rule` is the index of the rule in the rule set.
+  case matched(rule: Int, event: OrderEvent)
+  /// A rule matched but the record cannot become an event (no time, no order id).
+  case rejected(rule: Int, reason: RejectReason)
+  case unmatched
 }
 
 /// Evaluates the rules of one source against records, on one thread. Owns the PCRE2 match
 /// data of every pattern it uses and scratch buffers, so evaluation allocates only for the
 /// event it returns.
 public final class RuleEvaluator {
-    public let source: SourceDefinition
-    private let rules: [CompiledRule]
-    private let ruleIndices: [Int]
-    private let matchers: [PatternMatcher?]
-    private let whereMatchers: [[PatternMatcher]]
-    private var values: [[String?]]
-    private var json: Any?? = nil
-    /// The current record's `key=value` pairs as byte ranges; parsed once per record, on demand.
-    private var logfmtPairs: [LogfmtPair] = []
-    private var logfmtState = LogfmtState.unparsed
-    /// logfmt rules: per rule, per field, the key's bytes.
-    private let logfmtKeys: [[[UInt8]]]
+  public let source: SourceDefinition
+  private let rules: [CompiledRule]
+  private let ruleIndices: [Int]
+  private let matchers: [PatternMatcher?]
+  private let whereMatchers: [[PatternMatcher]]
+  private var values: [[String?]]
+  /// All JSON pointers of the source's JSON rules, read in one pass per record, on demand.
+  private let jsonScanner: JSONFieldScanner
+  /// json rules: per rule, per field, the index of its pointer in `jsonScanner`.
+  private let jsonFieldIndex: [[Int]]
+  private var jsonValues: [String?] = []
+  private var jsonState = LogfmtState.unparsed
+  /// The current record's `key=value` pairs as byte ranges; parsed once per record, on demand.
+  private var logfmtPairs: [LogfmtPair] = []
+  private var logfmtState = LogfmtState.unparsed
+  /// logfmt rules: per rule, per field, the key's bytes.
+  private let logfmtKeys: [[[UInt8]]]
 
-    private enum LogfmtState { case unparsed, parsed, notLogfmt }
+  private enum LogfmtState { case unparsed, parsed, notLogfmt }  // also for JSON
 
-    /// `rules` are the source's rules in order; `ruleIndices` their indices in the rule set.
-    public init(source: SourceDefinition, rules: [CompiledRule], ruleIndices: [Int]) {
-        self.source = source
-        self.rules = rules
-        self.ruleIndices = ruleIndices
-        matchers = rules.map { $0.pattern.map(PatternMatcher.init) }
-        whereMatchers = rules.map { $0.whereClauses.map { PatternMatcher($0.pattern) } }
-        values = rules.map { [String?](repeating: nil, count: $0.slotNames.count) }
-        logfmtKeys = rules.map { rule in
-            rule.kind == .logfmt ? rule.structuredFields.map { Array($0.path[0].utf8) } : []
-        }
+  /// `rules` are the source's rules in order; `ruleIndices` their indices in the rule set.
+  public init(source: SourceDefinition, rules: [CompiledRule], ruleIndices: [Int]) {
+    self.source = source
+    self.rules = rules
+    self.ruleIndices = ruleIndices
+    matchers = rules.map { $0.pattern.map(PatternMatcher.init) }
+    whereMatchers = rules.map { $0.whereClauses.map { PatternMatcher($0.pattern) } }
+    values = rules.map { [String?](repeating: nil, count: $0.slotNames.count) }
+    var pointers: [[String]] = []
+    jsonFieldIndex = rules.map { rule in
+      guard rule.kind == .json else { return [] }
+      return rule.structuredFields.map { field in
+        if let k = pointers.firstIndex(of: field.path) { return k }
+        pointers.append(field.path)
+        return pointers.count - 1
+      }
     }
-
-    /// Tries the source's rules in order on `text` (valid UTF-8); the first that matches decides.
-    public func evaluate(_ text: UnsafeBufferPointer<UInt8>, sourceKey: SourceKey) -> RuleOutcome {
-        json = nil
-        logfmtState = .unparsed
-        for i in rules.indices {
-            let rule = rules[i]
-            let matched: Bool
-            switch rule.kind {
-            case .pattern: matched = matchPattern(i, text)
-            case .json: matched = matchJSON(i, text)
-            case .logfmt: matched = matchLogfmt(i, text)
-            }
-            guard matched else { continue }
-            return build(i, text, sourceKey)
-        }
-        return .unmatched
+    jsonScanner = JSONFieldScanner(pointers: pointers)
+    logfmtKeys = rules.map { rule in
+      rule.kind == .logfmt ? rule.structuredFields.map { Array($0.path[0].utf8) } : []
     }
+  }
 
-    // MARK: - Matching
+  /// Tries the source's rules in order on `text` (valid UTF-8); the first that matches decides.
+  public func evaluate(_ text: UnsafeBufferPointer<UInt8>, sourceKey: SourceKey) -> RuleOutcome {
+    jsonState = .unparsed
+    logfmtState = .unparsed
+    for i in rules.indices {
+      let rule = rules[i]
+      let matched: Bool
+      switch rule.kind {
+      case .pattern: matched = matchPattern(i, text)
+      case .json: matched = matchJSON(i, text)
+      case .logfmt: matched = matchLogfmt(i, text)
+      }
+      guard matched else { continue }
+      return build(i, text, sourceKey)
+    }
+    return .unmatched
+  }
 
-    private func matchPattern(_ i: Int, _ text: UnsafeBufferPointer<UInt8>) -> Bool {
-        let matcher = matchers[i]!
-        guard matcher.matches(text) else { return false }
-        let rule = rules[i]
-        for slot in rule.neededSlots {
-            let group = rule.groupForSlot[slot]
-            if group >= 0, let r = matcher.range(ofGroup: group) {
-                values[i][slot] = String(decoding: UnsafeBufferPointer(rebasing: text[r]), as: UTF8.self)
-            } else {
-                values[i][slot] = nil
-            }
+  // MARK: - Matching
+
+  private func matchPattern(_ i: Int, _ text: UnsafeBufferPointer<UInt8>) -> Bool {
+    let matcher = matchers[i]!
+    guard matcher.matches(text) else { return false }
+    let rule = rules[i]
+    for slot in rule.neededSlots {
+      let group = rule.groupForSlot[slot]
+      if group >= 0, let r = matcher.range(ofGroup: group) {
+        values[i][slot] = String(decoding: UnsafeBufferPointer(rebasing: text[r]), as: UTF8.self)
+      } else {
+        values[i][slot] = nil
+      }
+    }
+    return true
+  }
+
+  private func matchJSON(_ i: Int, _ text: UnsafeBufferPointer<UInt8>) -> Bool {
+    if jsonState == .unparsed {
+      jsonState = jsonScanner.scan(text, into: &jsonValues) ? .parsed : .notLogfmt
+    }
+    guard jsonState == .parsed else { return false }
+    let rule = rules[i]
+    for (f, field) in rule.structuredFields.enumerated() {
+      guard let value = jsonValues[jsonFieldIndex[i][f]] else { return false }
+      values[i][field.slot] = value
+    }
+    return applyWhere(i)
+  }
+
+  private func matchLogfmt(_ i: Int, _ text: UnsafeBufferPointer<UInt8>) -> Bool {
+    if logfmtState == .unparsed {
+      logfmtState = Self.parseLogfmt(text, into: &logfmtPairs) ? .parsed : .notLogfmt
+    }
+    guard logfmtState == .parsed else { return false }
+    let rule = rules[i]
+    for (f, field) in rule.structuredFields.enumerated() {
+      let key = logfmtKeys[i][f]
+      guard let pair = logfmtPairs.first(where: { Self.equal(text, $0.key, key) }) else {
+        return false
+      }
+      values[i][field.slot] = pair.value(in: text)
+    }
+    return applyWhere(i)
+  }
+
+  private func applyWhere(_ i: Int) -> Bool {
+    let rule = rules[i]
+    for (w, clause) in rule.whereClauses.enumerated() {
+      guard var value = values[i][clause.slot] else { return false }
+      let matcher = whereMatchers[i][w]
+      let ok = value.withUTF8 { buf -> Bool in
+        guard matcher.matches(buf) else { return false }
+        for (group, slot) in clause.groupSlots {
+          // A group that did not take part in this match leaves its capture empty
+          // (never the previous record's value).
+          values[i][slot] = matcher.range(ofGroup: group).map {
+            String(decoding: UnsafeBufferPointer(rebasing: buf[$0]), as: UTF8.self)
+          }
         }
         return true
+      }
+      if !ok { return false }
     }
+    return true
+  }
 
-    private func matchJSON(_ i: Int, _ text: UnsafeBufferPointer<UInt8>) -> Bool {
-        if json == nil {
-            var first = 0
-            while first < text.count, text[first] == 0x20 || text[first] == 0x09 { first += 1 }
-            if first < text.count, text[first] == UInt8(ascii: "{") {
-                json = .some(try? JSONSerialization.jsonObject(with: Data(buffer: text)))
-            } else {
-                json = .some(nil)
+  // MARK: - Building the event
+
+  private func build(_ i: Int, _ text: UnsafeBufferPointer<UInt8>, _ sourceKey: SourceKey)
+    -> RuleOutcome
+  {
+    let rule = rules[i]
+    let index = ruleIndices[i]
+    let zone = rule.zone ?? source.zone
+    let time: Int64?
+    var carriedOffset = false
+    if rule.kind == .pattern {
+      let group = rule.groupForSlot[rule.timestampSlot]
+      guard group >= 0, let r = matchers[i]!.range(ofGroup: group), !r.isEmpty else {
+        return .rejected(rule: index, reason: .missingTimestamp)
+      }
+      time = rule.timestampFormat.parse(
+        UnsafeBufferPointer(rebasing: text[r]), zone: zone, carriedOffset: &carriedOffset)
+    } else {
+      guard let t = values[i][rule.timestampSlot], !t.isEmpty else {
+        return .rejected(rule: index, reason: .missingTimestamp)
+      }
+      time = rule.timestampFormat.parse(t, zone: zone, carriedOffset: &carriedOffset)
+    }
+    guard let time else { return .rejected(rule: index, reason: .badTimestamp) }
+    let v = values[i]
+
+    var link: AliasLink? = nil
+    if let l = rule.link {
+      guard let key = l.key.render(v), let order = l.orderID.render(v) else {
+        return .rejected(rule: index, reason: .missingOrderID)
+      }
+      link = AliasLink(alias: AliasKey(kind: l.kind, key: key), orderID: order)
+    }
+    let zoneRule = carriedOffset ? "offset" : (rule.zoneName ?? source.zone.identifier)
+    guard let e = rule.event else {
+      let link = link!
+      return .matched(
+        rule: index,
+        event: OrderEvent(
+          key: .order(link.orderID), service: source.service, kind: .fileLink,
+          name: "\(link.alias.kind) \(link.alias.key) linked", timeUnixNano: time,
+          zoneRule: zoneRule, attributes: [Attribute("tracebridge.alias", link.alias.description)],
+          sourceKey: sourceKey, rule: rule.name, link: link))
+    }
+    let key: OrderKey
+    if let t = e.orderID {
+      guard let id = t.render(v) else { return .rejected(rule: index, reason: .missingOrderID) }
+      key = .order(id)
+    } else if let kind = e.aliasKind, let t = e.aliasKey {
+      guard let k = t.render(v) else { return .rejected(rule: index, reason: .missingOrderID) }
+      key = .alias(AliasKey(kind: kind, key: k))
+    } else if let link {
+      key = .order(link.orderID)
+    } else {
+      return .rejected(rule: index, reason: .missingOrderID)
+    }
+    var status: String? = nil
+    if let t = e.status {
+      guard let s = t.render(v) else { return .rejected(rule: index, reason: .missingStatus) }
+      status = s
+    }
+    var attributes: [Attribute] = []
+    attributes.reserveCapacity(e.attributes.count)
+    for (k, t) in e.attributes {
+      if let value = t.render(v) { attributes.append(Attribute(k, value)) }
+    }
+    return .matched(
+      rule: index,
+      event: OrderEvent(
+        key: key, service: source.service, kind: e.kind, status: status, step: e.step?.render(v),
+        name: e.name?.render(v) ?? rule.name, timeUnixNano: time, zoneRule: zoneRule,
+        userID: e.userID?.render(v), attributes: attributes, sourceKey: sourceKey, rule: rule.name,
+        link: link))
+  }
+
+  // MARK: - Structured records
+
+  @inline(__always)
+  static func equal(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ key: [UInt8]) -> Bool
+  {
+    guard range.count == key.count else { return false }
+    var j = 0
+    for k in range {
+      if text[k] != key[j] { return false }
+      j += 1
+    }
+    return true
+  }
+
+  /// Splits `key=value key2="quoted \"value\""` into pairs (a bare key has an empty value).
+  /// Returns false at once when the record does not start with `key=` — most lines of a
+  /// mixed log are not logfmt, and telling costs a few bytes, not a parse.
+  static func parseLogfmt(_ text: UnsafeBufferPointer<UInt8>, into pairs: inout [LogfmtPair])
+    -> Bool
+  {
+    pairs.removeAll(keepingCapacity: true)
+    let n = text.count
+    var i = 0
+    while i < n && (text[i] == 0x20 || text[i] == 0x09) { i += 1 }
+    var first = true
+    while i < n {
+      let keyStart = i
+      while i < n && text[i] != 0x3D && text[i] != 0x20 && text[i] != 0x09 && text[i] != 0x22 {
+        i += 1
+      }
+      let key = keyStart..<i
+      if first {
+        guard !key.isEmpty, i < n, text[i] == 0x3D else { return false }
+        first = false
+      }
+      if i < n && text[i] == 0x3D {
+        i += 1
+        if i < n && text[i] == 0x22 {
+          i += 1
+          let valueStart = i
+          var escaped = false
+          while i < n && text[i] != 0x22 {
+            if text[i] == 0x5C {
+              escaped = true
+              i += 1
             }
-        }
-        guard case .some(.some(let object)) = json else { return false }
-        let rule = rules[i]
-        for (slot, path) in rule.structuredFields {
-            guard let value = Self.lookup(object, path) else { return false }
-            values[i][slot] = value
-        }
-        return applyWhere(i)
-    }
-
-    private func matchLogfmt(_ i: Int, _ text: UnsafeBufferPointer<UInt8>) -> Bool {
-        if logfmtState == .unparsed {
-            logfmtState = Self.parseLogfmt(text, into: &logfmtPairs) ? .parsed : .notLogfmt
-        }
-        guard logfmtState == .parsed else { return false }
-        let rule = rules[i]
-        for (f, field) in rule.structuredFields.enumerated() {
-            let key = logfmtKeys[i][f]
-            guard let pair = logfmtPairs.first(where: { Self.equal(text, $0.key, key) }) else { return false }
-            values[i][field.slot] = pair.value(in: text)
-        }
-        return applyWhere(i)
-    }
-
-    private func applyWhere(_ i: Int) -> Bool {
-        let rule = rules[i]
-        for (w, clause) in rule.whereClauses.enumerated() {
-            guard var value = values[i][clause.slot] else { return false }
-            let matcher = whereMatchers[i][w]
-            let ok = value.withUTF8 { buf -> Bool in
-                guard matcher.matches(buf) else { return false }
-                for (group, slot) in clause.groupSlots {
-                    if let r = matcher.range(ofGroup: group) {
-                        values[i][slot] = String(decoding: UnsafeBufferPointer(rebasing: buf[r]), as: UTF8.self)
-                    }
-                }
-                return true
-            }
-            if !ok { return false }
-        }
-        return true
-    }
-
-    // MARK: - Building the event
-
-    private func build(_ i: Int, _ text: UnsafeBufferPointer<UInt8>, _ sourceKey: SourceKey) -> RuleOutcome {
-        let rule = rules[i]
-        let index = ruleIndices[i]
-        let zone = rule.zone ?? source.zone
-        let time: Int64?
-        if rule.kind == .pattern {
-            let group = rule.groupForSlot[rule.timestampSlot]
-            guard group >= 0, let r = matchers[i]!.range(ofGroup: group), !r.isEmpty else {
-                return .rejected(rule: index, reason: .missingTimestamp)
-            }
-            time = rule.timestampFormat.parse(UnsafeBufferPointer(rebasing: text[r]), zone: zone)
+            i += 1
+          }
+          pairs.append(LogfmtPair(key: key, value: valueStart..<min(i, n), escaped: escaped))
+          if i < n { i += 1 }
         } else {
-            guard let t = values[i][rule.timestampSlot], !t.isEmpty else {
-                return .rejected(rule: index, reason: .missingTimestamp)
-            }
-            time = rule.timestampFormat.parse(t, zone: zone)
+          let valueStart = i
+          while i < n && text[i] != 0x20 && text[i] != 0x09 { i += 1 }
+          pairs.append(LogfmtPair(key: key, value: valueStart..<i, escaped: false))
         }
-        guard let time else { return .rejected(rule: index, reason: .badTimestamp) }
-        let v = values[i]
-
-        var link: AliasLink? = nil
-        if let l = rule.link {
-            guard let key = l.key.render(v), let order = l.orderID.render(v) else {
-                return .rejected(rule: index, reason: .missingOrderID)
-            }
-            link = AliasLink(alias: AliasKey(kind: l.kind, key: key), orderID: order)
-        }
-        let zoneRule = rule.zoneName ?? source.zone.identifier
-        guard let e = rule.event else {
-            let link = link!
-            return .matched(
-                rule: index,
-                event: OrderEvent(
-                    key: .order(link.orderID), service: source.service, kind: .fileLink,
-                    name: "\(link.alias.kind) \(link.alias.key) linked", timeUnixNano: time,
-                    zoneRule: zoneRule, attributes: [Attribute("tracebridge.alias", link.alias.description)],
-                    sourceKey: sourceKey, rule: rule.name, link: link))
-        }
-        let key: OrderKey
-        if let t = e.orderID {
-            guard let id = t.render(v) else { return .rejected(rule: index, reason: .missingOrderID) }
-            key = .order(id)
-        } else if let kind = e.aliasKind, let t = e.aliasKey {
-            guard let k = t.render(v) else { return .rejected(rule: index, reason: .missingOrderID) }
-            key = .alias(AliasKey(kind: kind, key: k))
-        } else if let link {
-            key = .order(link.orderID)
-        } else {
-            return .rejected(rule: index, reason: .missingOrderID)
-        }
-        var status: String? = nil
-        if let t = e.status {
-            guard let s = t.render(v) else { return .rejected(rule: index, reason: .missingStatus) }
-            status = s
-        }
-        var attributes: [Attribute] = []
-        attributes.reserveCapacity(e.attributes.count)
-        for (k, t) in e.attributes {
-            if let value = t.render(v) { attributes.append(Attribute(k, value)) }
-        }
-        return .matched(
-            rule: index,
-            event: OrderEvent(
-                key: key, service: source.service, kind: e.kind, status: status, step: e.step?.render(v),
-                name: e.name?.render(v) ?? rule.name, timeUnixNano: time, zoneRule: zoneRule,
-                userID: e.userID?.render(v), attributes: attributes, sourceKey: sourceKey, rule: rule.name,
-                link: link))
+      } else if !key.isEmpty {
+        pairs.append(LogfmtPair(key: key, value: i..<i, escaped: false))
+      } else {
+        i += 1  // a stray quote
+      }
+      while i < n && (text[i] == 0x20 || text[i] == 0x09) { i += 1 }
     }
-
-    // MARK: - Structured records
-
-    static func lookup(_ object: Any, _ path: [String]) -> String? {
-        var current: Any = object
-        for token in path {
-            if let dict = current as? [String: Any], let next = dict[token] {
-                current = next
-            } else if let array = current as? [Any], let n = Int(token), n >= 0, n < array.count {
-                current = array[n]
-            } else {
-                return nil
-            }
-        }
-        switch current {
-        case let s as String: return s
-        case is NSNull: return nil
-        case let n as NSNumber:
-            // JSONSerialization gives booleans as NSNumber of type char ("c").
-            if String(cString: n.objCType) == "c" { return n.boolValue ? "true" : "false" }
-            return n.stringValue
-        case let b as Bool: return b ? "true" : "false"
-        default:
-            guard let data = try? JSONSerialization.data(withJSONObject: current, options: [.sortedKeys]) else {
-                return nil
-            }
-            return String(decoding: data, as: UTF8.self)
-        }
-    }
-
-    @inline(__always)
-    static func equal(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ key: [UInt8]) -> Bool {
-        guard range.count == key.count else { return false }
-        var j = 0
-        for k in range {
-            if text[k] != key[j] { return false }
-            j += 1
-        }
-        return true
-    }
-
-    /// Splits `key=value key2="quoted \"value\""` into pairs (a bare key has an empty value).
-    /// Returns false at once when the record does not start with `key=` — most lines of a
-    /// mixed log are not logfmt, and telling costs a few bytes, not a parse.
-    static func parseLogfmt(_ text: UnsafeBufferPointer<UInt8>, into pairs: inout [LogfmtPair]) -> Bool {
-        pairs.removeAll(keepingCapacity: true)
-        let n = text.count
-        var i = 0
-        while i < n && (text[i] == 0x20 || text[i] == 0x09) { i += 1 }
-        var first = true
-        while i < n {
-            let keyStart = i
-            while i < n && text[i] != 0x3D && text[i] != 0x20 && text[i] != 0x09 && text[i] != 0x22 { i += 1 }
-            let key = keyStart..<i
-            if first {
-                guard !key.isEmpty, i < n, text[i] == 0x3D else { return false }
-                first = false
-            }
-            if i < n && text[i] == 0x3D {
-                i += 1
-                if i < n && text[i] == 0x22 {
-                    i += 1
-                    let valueStart = i
-                    var escaped = false
-                    while i < n && text[i] != 0x22 {
-                        if text[i] == 0x5C {
-                            escaped = true
-                            i += 1
-                        }
-                        i += 1
-                    }
-                    pairs.append(LogfmtPair(key: key, value: valueStart..<min(i, n), escaped: escaped))
-                    if i < n { i += 1 }
-                } else {
-                    let valueStart = i
-                    while i < n && text[i] != 0x20 && text[i] != 0x09 { i += 1 }
-                    pairs.append(LogfmtPair(key: key, value: valueStart..<i, escaped: false))
-                }
-            } else if !key.isEmpty {
-                pairs.append(LogfmtPair(key: key, value: i..<i, escaped: false))
-            } else {
-                i += 1  // a stray quote
-            }
-            while i < n && (text[i] == 0x20 || text[i] == 0x09) { i += 1 }
-        }
-        return true
-    }
+    return true
+  }
 }
 
 /// One `key=value` of a logfmt record, as byte ranges into the record.
 struct LogfmtPair {
-    var key: Range<Int>
-    var value: Range<Int>
-    /// The quoted value contains backslash escapes.
-    var escaped: Bool
+  var key: Range<Int>
+  var value: Range<Int>
+  /// The quoted value contains backslash escapes.
+  var escaped: Bool
 
-    func value(in text: UnsafeBufferPointer<UInt8>) -> String {
-        let raw = UnsafeBufferPointer(rebasing: text[value])
-        guard escaped else { return String(decoding: raw, as: UTF8.self) }
-        var out: [UInt8] = []
-        out.reserveCapacity(raw.count)
-        var i = 0
-        while i < raw.count {
-            var c = raw[i]
-            if c == 0x5C && i + 1 < raw.count {
-                i += 1
-                switch raw[i] {
-                case 0x6E: c = 0x0A
-                case 0x74: c = 0x09
-                case 0x72: c = 0x0D
-                default: c = raw[i]
-                }
-            }
-            out.append(c)
-            i += 1
+  func value(in text: UnsafeBufferPointer<UInt8>) -> String {
+    let raw = UnsafeBufferPointer(rebasing: text[value])
+    guard escaped else { return String(decoding: raw, as: UTF8.self) }
+    var out: [UInt8] = []
+    out.reserveCapacity(raw.count)
+    var i = 0
+    while i < raw.count {
+      var c = raw[i]
+      if c == 0x5C && i + 1 < raw.count {
+        i += 1
+        switch raw[i] {
+        case 0x6E: c = 0x0A
+        case 0x74: c = 0x09
+        case 0x72: c = 0x0D
+        default: c = raw[i]
         }
-        return String(decoding: out, as: UTF8.self)
+      }
+      out.append(c)
+      i += 1
     }
+    return String(decoding: out, as: UTF8.self)
+  }
 }

@@ -41,22 +41,38 @@ public struct TimestampFormat: Sendable, Equatable {
   /// or nil when the text does not fit the format or names an impossible date or time.
   /// Text without an offset is local time in `zone` (see ``LocalZone`` for gaps and overlaps).
   public func parse(_ text: UnsafeBufferPointer<UInt8>, zone: LocalZone) -> Int64? {
+    var carriedOffset = false
+    return parse(text, zone: zone, carriedOffset: &carriedOffset)
+  }
+
+  /// Like ``parse(_:zone:)``; `carriedOffset` tells whether the text fixed the instant itself
+  /// (an offset or `Z`, or an epoch number) rather than `zone` deciding it.
+  public func parse(_ text: UnsafeBufferPointer<UInt8>, zone: LocalZone, carriedOffset: inout Bool)
+    -> Int64?
+  {
     switch kind {
-    case .iso8601: return TimestampFormat.parseISO8601(text, zone: zone)
+    case .iso8601:
+      return TimestampFormat.parseISO8601(text, zone: zone, carriedOffset: &carriedOffset)
     case .epochSeconds:
+      carriedOffset = true
       return TimestampFormat.parseEpoch(text, fractionDigits: 9, unit: 1_000_000_000)
-    case .epochMillis: return TimestampFormat.parseEpoch(text, fractionDigits: 6, unit: 1_000_000)
-    case .pattern(let tokens): return TimestampFormat.parse(text, tokens: tokens, zone: zone)
+    case .epochMillis:
+      carriedOffset = true
+      return TimestampFormat.parseEpoch(text, fractionDigits: 6, unit: 1_000_000)
+    case .pattern(let tokens):
+      return TimestampFormat.parse(text, tokens: tokens, zone: zone, carriedOffset: &carriedOffset)
     }
   }
 
   /// Parses exactly the whole `text`, like the byte-buffer overload.
   public func parse(_ text: String, zone: LocalZone) -> Int64? {
-    if let result = text.utf8.withContiguousStorageIfAvailable({ parse($0, zone: zone) }) {
-      return result
-    }
+    var carriedOffset = false
+    return parse(text, zone: zone, carriedOffset: &carriedOffset)
+  }
+
+  public func parse(_ text: String, zone: LocalZone, carriedOffset: inout Bool) -> Int64? {
     var copy = text
-    return copy.withUTF8 { parse($0, zone: zone) }
+    return copy.withUTF8 { parse($0, zone: zone, carriedOffset: &carriedOffset) }
   }
 
   // MARK: - Representation
@@ -168,7 +184,7 @@ public struct TimestampFormat: Sendable, Equatable {
   // MARK: - Parsing a pattern
 
   private static func parse(
-    _ text: UnsafeBufferPointer<UInt8>, tokens: [Token], zone: LocalZone
+    _ text: UnsafeBufferPointer<UInt8>, tokens: [Token], zone: LocalZone, carriedOffset: inout Bool
   ) -> Int64? {
     var fields = DateFields()
     var offset: Int64? = nil
@@ -220,12 +236,15 @@ public struct TimestampFormat: Sendable, Equatable {
       }
     }
     guard i == n else { return nil }
+    carriedOffset = offset != nil
     return fields.utcNanoseconds(offset: offset, zone: zone)
   }
 
   // MARK: - ISO 8601
 
-  private static func parseISO8601(_ text: UnsafeBufferPointer<UInt8>, zone: LocalZone) -> Int64? {
+  private static func parseISO8601(
+    _ text: UnsafeBufferPointer<UInt8>, zone: LocalZone, carriedOffset: inout Bool
+  ) -> Int64? {
     let n = text.count
     guard n >= 16 else { return nil }
     var fields = DateFields()
@@ -267,6 +286,7 @@ public struct TimestampFormat: Sendable, Equatable {
       guard let seconds = parseOffset(text, &i), i == n else { return nil }
       offset = seconds
     }
+    carriedOffset = offset != nil
     return fields.utcNanoseconds(offset: offset, zone: zone)
   }
 

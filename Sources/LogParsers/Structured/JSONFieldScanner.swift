@@ -1,0 +1,237 @@
+/// Reads the values at a fixed set of JSON pointers from one JSON object in a single pass over
+/// its UTF-8 bytes, skipping everything no pointer leads into — what a JSON rule needs,
+/// without building the whole document. Scalars come back as their text (strings unescaped,
+/// numbers as written, `true`/`false`); objects and arrays as their JSON text; `null` and
+/// missing paths as nil.
+struct JSONFieldScanner {
+    /// Each pointer as its reference tokens (`/a/b/0` → ["a", "b", "0"]), as UTF-8.
+    let pointers: [[[UInt8]]]
+
+    init(pointers: [[String]]) {
+        self.pointers = pointers.map { $0.map { Array($0.utf8) } }
+    }
+
+    /// Fills `values` (one per pointer). Returns false when `text` is not a JSON object.
+    func scan(_ text: UnsafeBufferPointer<UInt8>, into values: inout [String?]) -> Bool {
+        values = [String?](repeating: nil, count: pointers.count)
+        var p = Parser(text: text)
+        p.skipSpace()
+        guard p.peek == 0x7B else { return false }
+        var path: [[UInt8]] = []
+        guard value(&p, &path, &values) else { return false }
+        p.skipSpace()
+        return p.i == text.count
+    }
+
+    /// Pointers for which `path` is a prefix (or equal).
+    private func wanted(_ path: [[UInt8]]) -> (descend: Bool, exact: Int?) {
+        var descend = false
+        var exact: Int?
+        for (n, ptr) in pointers.enumerated() where ptr.count >= path.count {
+            var same = true
+            for k in 0..<path.count where ptr[k] != path[k] {
+                same = false
+                break
+            }
+            guard same else { continue }
+            if ptr.count == path.count { exact = n } else { descend = true }
+        }
+        return (descend, exact)
+    }
+
+    private func value(_ p: inout Parser, _ path: inout [[UInt8]], _ values: inout [String?]) -> Bool {
+        p.skipSpace()
+        let (descend, exact) = wanted(path)
+        let start = p.i
+        guard let c = p.peek else { return false }
+        switch c {
+        case 0x7B where descend:
+            p.i += 1
+            p.skipSpace()
+            if p.peek == 0x7D {
+                p.i += 1
+            } else {
+                while true {
+                    p.skipSpace()
+                    guard let key = p.string() else { return false }
+                    p.skipSpace()
+                    guard p.peek == 0x3A else { return false }
+                    p.i += 1
+                    path.append(key)
+                    guard value(&p, &path, &values) else { return false }
+                    path.removeLast()
+                    p.skipSpace()
+                    if p.peek == 0x2C {
+                        p.i += 1
+                        continue
+                    }
+                    guard p.peek == 0x7D else { return false }
+                    p.i += 1
+                    break
+                }
+            }
+        case 0x5B where descend:
+            p.i += 1
+            p.skipSpace()
+            var index = 0
+            if p.peek == 0x5D {
+                p.i += 1
+            } else {
+                while true {
+                    path.append(Array(String(index).utf8))
+                    guard value(&p, &path, &values) else { return false }
+                    path.removeLast()
+                    index += 1
+                    p.skipSpace()
+                    if p.peek == 0x2C {
+                        p.i += 1
+                        continue
+                    }
+                    guard p.peek == 0x5D else { return false }
+                    p.i += 1
+                    break
+                }
+            }
+        case 0x22:
+            guard let s = p.string() else { return false }
+            if let exact { values[exact] = String(decoding: s, as: UTF8.self) }
+            return true
+        default:
+            guard p.skipValue() else { return false }
+            if let exact {
+                let raw = UnsafeBufferPointer(rebasing: p.text[start..<p.i])
+                if !(raw.count == 4 && raw[0] == 0x6E) {  // null
+                    values[exact] = String(decoding: raw, as: UTF8.self)
+                }
+            }
+            return true
+        }
+        if let exact { values[exact] = String(decoding: UnsafeBufferPointer(rebasing: p.text[start..<p.i]), as: UTF8.self) }
+        return true
+    }
+
+    struct Parser {
+        let text: UnsafeBufferPointer<UInt8>
+        var i = 0
+
+        var peek: UInt8? { i < text.count ? text[i] : nil }
+
+        mutating func skipSpace() {
+            while i < text.count, text[i] == 0x20 || text[i] == 0x09 || text[i] == 0x0A || text[i] == 0x0D { i += 1 }
+        }
+
+        /// A string at `i`, unescaped.
+        mutating func string() -> [UInt8]? {
+            guard peek == 0x22 else { return nil }
+            i += 1
+            var out: [UInt8] = []
+            var runStart = i
+            while i < text.count {
+                let c = text[i]
+                if c == 0x22 {
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: text[runStart..<i]))
+                    i += 1
+                    return out
+                }
+                if c == 0x5C {
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: text[runStart..<i]))
+                    i += 1
+                    guard i < text.count else { return nil }
+                    switch text[i] {
+                    case 0x6E: out.append(0x0A)
+                    case 0x74: out.append(0x09)
+                    case 0x72: out.append(0x0D)
+                    case 0x62: out.append(0x08)
+                    case 0x66: out.append(0x0C)
+                    case 0x75:
+                        guard var scalar = hex4(i + 1) else { return nil }
+                        i += 4
+                        if (0xD800..<0xDC00).contains(scalar), i + 6 < text.count, text[i + 1] == 0x5C,
+                            text[i + 2] == 0x75, let low = hex4(i + 3), (0xDC00..<0xE000).contains(low)
+                        {
+                            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                            i += 6
+                        }
+                        let u = Unicode.Scalar(scalar) ?? "\u{FFFD}"
+                        out.append(contentsOf: Array(String(Character(u)).utf8))
+                    default: out.append(text[i])
+                    }
+                    i += 1
+                    runStart = i
+                    continue
+                }
+                i += 1
+            }
+            return nil
+        }
+
+        func hex4(_ at: Int) -> UInt32? {
+            guard at + 4 <= text.count else { return nil }
+            var v: UInt32 = 0
+            for k in at..<(at + 4) {
+                let c = text[k]
+                let d: UInt8
+                switch c {
+                case 0x30...0x39: d = c - 0x30
+                case 0x41...0x46: d = c - 0x41 + 10
+                case 0x61...0x66: d = c - 0x61 + 10
+                default: return nil
+                }
+                v = v << 4 | UInt32(d)
+            }
+            return v
+        }
+
+        /// Skips one value of any kind.
+        mutating func skipValue() -> Bool {
+            skipSpace()
+            guard let c = peek else { return false }
+            switch c {
+            case 0x22: return skipString()
+            case 0x7B, 0x5B:
+                var depth = 0
+                while i < text.count {
+                    let d = text[i]
+                    if d == 0x22 {
+                        guard skipString() else { return false }
+                        continue
+                    }
+                    if d == 0x7B || d == 0x5B { depth += 1 }
+                    if d == 0x7D || d == 0x5D {
+                        depth -= 1
+                        if depth == 0 {
+                            i += 1
+                            return true
+                        }
+                    }
+                    i += 1
+                }
+                return false
+            default:
+                let start = i
+                while i < text.count {
+                    let d = text[i]
+                    if d == 0x2C || d == 0x7D || d == 0x5D || d == 0x20 || d == 0x09 || d == 0x0A || d == 0x0D { break }
+                    i += 1
+                }
+                return i > start
+            }
+        }
+
+        mutating func skipString() -> Bool {
+            i += 1
+            while i < text.count {
+                if text[i] == 0x5C {
+                    i += 2
+                    continue
+                }
+                if text[i] == 0x22 {
+                    i += 1
+                    return true
+                }
+                i += 1
+            }
+            return false
+        }
+    }
+}
