@@ -31,6 +31,8 @@ public final class LogFileReader {
   private var pendingError: LogFileError?
   /// Bytes already taken from a pipe to look for the gzip magic, read again first.
   private var pushback: [UInt8] = []
+  /// Content bytes read past the end of a ``skip(_:)``, handed out first.
+  private var skipped: [UInt8] = []
 
   /// Opens `path` for reading: a regular file, or a pipe or terminal such as `/dev/stdin`
   /// (directories and block devices are refused). `chunkSize` is the most one
@@ -98,6 +100,11 @@ public final class LogFileReader {
       throw error
     }
     guard descriptor >= 0 else { return 0 }
+    if !skipped.isEmpty {
+      buffer.append(contentsOf: skipped)
+      defer { skipped = [] }
+      return skipped.count
+    }
     let count = isGzip ? inflateChunk() : try readPlain()
     if count > 0 {
       buffer.append(contentsOf: UnsafeBufferPointer(start: outputBuffer, count: count))
@@ -108,6 +115,36 @@ public final class LogFileReader {
       throw error
     }
     return 0
+  }
+
+  /// Moves past the next `count` bytes of content without handing them out: a seek for a plain
+  /// file, decompress-and-drop for gzip. Used to resume a file at a checkpoint.
+  public func skip(_ count: UInt64) throws(LogFileError) {
+    guard count > 0, descriptor >= 0 else { return }
+    if !isGzip && pushback.isEmpty {
+      if lseek(descriptor, off_t(count), SEEK_CUR) < 0 {
+        throw .readFailed(path: path, reason: LogFileReader.errnoText())
+      }
+      compressedBytesRead += Int64(count)
+      return
+    }
+    var left = count
+    var scratch: [UInt8] = []
+    while left > 0 {
+      scratch.removeAll(keepingCapacity: true)
+      let n = try read(appendingTo: &scratch)
+      if n == 0 { return }
+      if UInt64(n) > left {
+        skipped = Array(scratch[Int(left)...])
+        return
+      }
+      left -= UInt64(n)
+    }
+  }
+
+  /// `fstat` of the open file: its size, links and identity now. False once closed.
+  public func status(_ info: inout stat) -> Bool {
+    descriptor >= 0 && fstat(descriptor, &info) == 0
   }
 
   /// Releases the file and the buffers. Later reads return 0. Called by `deinit` too.

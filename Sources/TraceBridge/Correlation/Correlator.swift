@@ -15,343 +15,384 @@ import TraceBridgeCore
 /// order is sorted so that the same input always yields the same span sequence.
 /// Used by one thread.
 public final class Correlator {
-    public struct Statistics: Sendable, Equatable {
-        public var events = 0
-        public var orders = 0
-        public var ordersComplete = 0
-        public var ordersIncomplete = 0
-        public var spans = 0
-        public var aliasEventsWaited = 0
-        public var aliasEventsExpired = 0
-        public var lateEvents = 0
+  public struct Statistics: Sendable, Equatable {
+    public var events = 0
+    public var orders = 0
+    public var ordersComplete = 0
+    public var ordersIncomplete = 0
+    public var spans = 0
+    public var aliasEventsWaited = 0
+    public var aliasEventsExpired = 0
+    public var lateEvents = 0
+  }
+
+  public private(set) var statistics = Statistics()
+  let policy: OrderPolicy
+  private let ids: IDDeriver
+  private let emit: (SpanRecord) -> Void
+  private let reject: (OrderEvent, RejectReasonCode) -> Void
+  private let observe: (OrderEvent, String) -> Void
+  private let closed: (OrderSummary) -> Void
+  var open: [String: OrderState] = [:]
+  var tombstones: [String: ClosedOrder] = [:]
+  var aliases: [AliasKey: String] = [:]
+  var pending: [AliasKey: [OrderEvent]] = [:]
+  var pendingOrder: [(AliasKey, Int64)] = []
+  var pendingHead = 0
+  var pendingCount = 0
+  var watermark: Int64 = .min
+  /// What changed since the last ``takeChanges()``; nil when nobody persists the state (backfill).
+  var changes: ChangeLog?
+
+  /// - Parameters:
+  ///   - emit: receives every finished span.
+  ///   - reject: receives events that cannot join an order (alias never linked, order closed).
+  ///   - observe: receives every event that joined an order, with the order id (for the store).
+  ///   - closed: receives an order's summary when it closes.
+  public init(
+    policy: OrderPolicy, ids: IDDeriver, emit: @escaping (SpanRecord) -> Void,
+    reject: @escaping (OrderEvent, RejectReasonCode) -> Void = { _, _ in },
+    observe: @escaping (OrderEvent, String) -> Void = { _, _ in },
+    closed: @escaping (OrderSummary) -> Void = { _ in }
+  ) {
+    self.policy = policy
+    self.ids = ids
+    self.emit = emit
+    self.reject = reject
+    self.observe = observe
+    self.closed = closed
+  }
+
+  public var openOrders: Int { open.count }
+  public var pendingAliasEvents: Int { pendingCount }
+
+  public func process(_ event: OrderEvent) {
+    statistics.events += 1
+    if let link = event.link { bind(link) }
+    switch event.key {
+    case .order(let id):
+      apply(event, orderID: id)
+      if let link = event.link { release(link.alias, to: link.orderID) }
+    case .alias(let alias):
+      if let id = aliases[alias] {
+        // A link carried by an alias-keyed event releases the (earlier) events that
+        // waited for the alias before this one is applied.
+        if let link = event.link { release(link.alias, to: link.orderID) }
+        apply(event, orderID: id)
+      } else {
+        wait(event, for: alias)
+      }
     }
+  }
 
-    public private(set) var statistics = Statistics()
-    private let policy: OrderPolicy
-    private let ids: IDDeriver
-    private let emit: (SpanRecord) -> Void
-    private let reject: (OrderEvent, RejectReasonCode) -> Void
-    private let observe: (OrderEvent, String) -> Void
-    private let closed: (OrderSummary) -> Void
-    private var open: [String: OrderState] = [:]
-    private var tombstones: [String: ClosedOrder] = [:]
-    private var aliases: [AliasKey: String] = [:]
-    private var pending: [AliasKey: [OrderEvent]] = [:]
-    private var pendingOrder: [(AliasKey, Int64)] = []
-    private var pendingHead = 0
-    private var pendingCount = 0
-    private var watermark: Int64 = .min
-
-    /// - Parameters:
-    ///   - emit: receives every finished span.
-    ///   - reject: receives events that cannot join an order (alias never linked, order closed).
-    ///   - observe: receives every event that joined an order, with the order id (for the store).
-    ///   - closed: receives an order's summary when it closes.
-    public init(
-        policy: OrderPolicy, ids: IDDeriver, emit: @escaping (SpanRecord) -> Void,
-        reject: @escaping (OrderEvent, RejectReasonCode) -> Void = { _, _ in },
-        observe: @escaping (OrderEvent, String) -> Void = { _, _ in },
-        closed: @escaping (OrderSummary) -> Void = { _ in }
-    ) {
-        self.policy = policy
-        self.ids = ids
-        self.emit = emit
-        self.reject = reject
-        self.observe = observe
-        self.closed = closed
+  /// Event time has reached `time`: close orders whose grace or horizon has passed, and
+  /// set aside alias-only events whose link did not come within the alias TTL.
+  public func advance(to time: Int64) {
+    guard time > watermark else { return }
+    watermark = time
+    var closing: [(Int64, String, Bool)] = []
+    for (id, state) in open {
+      if let f = state.finalTime, time > f + policy.finalGrace {
+        closing.append((f, id, true))
+      } else if time > state.lastTime + policy.horizon {
+        closing.append((state.lastTime, id, false))
+      }
     }
-
-    public var openOrders: Int { open.count }
-    public var pendingAliasEvents: Int { pendingCount }
-
-    public func process(_ event: OrderEvent) {
-        statistics.events += 1
-        if let link = event.link { bind(link) }
-        switch event.key {
-        case .order(let id):
-            apply(event, orderID: id)
-            if let link = event.link { release(link.alias, to: link.orderID) }
-        case .alias(let alias):
-            if let id = aliases[alias] {
-                apply(event, orderID: id)
-            } else {
-                wait(event, for: alias)
-            }
-        }
+    closing.sort { ($0.0, $0.1) < ($1.0, $1.1) }
+    for (_, id, _) in closing { close(id) }
+    expirePending(before: time)
+    if tombstones.count > 1024 {
+      let evict = tombstones.filter { time > $0.value.closedAt + policy.horizon }
+      for (id, t) in evict {
+        tombstones[id] = nil
+        for a in t.aliases where aliases[a] == id { aliases[a] = nil }
+      }
     }
+  }
 
-    /// Event time has reached `time`: close orders whose grace or horizon has passed, and
-    /// set aside alias-only events whose link did not come within the alias TTL.
-    public func advance(to time: Int64) {
-        guard time > watermark else { return }
-        watermark = time
-        var closing: [(Int64, String, Bool)] = []
-        for (id, state) in open {
-            if let f = state.finalTime, time > f + policy.finalGrace {
-                closing.append((f, id, true))
-            } else if time > state.lastTime + policy.horizon {
-                closing.append((state.lastTime, id, false))
-            }
-        }
-        closing.sort { ($0.0, $0.1) < ($1.0, $1.1) }
-        for (_, id, _) in closing { close(id) }
-        expirePending(before: time)
-        if tombstones.count > 1024 {
-            let evict = tombstones.filter { time > $0.value.closedAt + policy.horizon }
-            for (id, t) in evict {
-                tombstones[id] = nil
-                for a in t.aliases where aliases[a] == id { aliases[a] = nil }
-            }
-        }
+  /// End of input: close every open order (in time order) and set aside every alias-only
+  /// event still waiting.
+  public func finish() {
+    let remaining = open.map { ($0.value.finalTime ?? $0.value.lastTime, $0.key) }.sorted {
+      $0 < $1
     }
+    for (_, id) in remaining { close(id) }
+    expirePending(before: .max)
+  }
 
-    /// End of input: close every open order (in time order) and set aside every alias-only
-    /// event still waiting.
-    public func finish() {
-        let remaining = open.map { ($0.value.finalTime ?? $0.value.lastTime, $0.key) }.sorted { $0 < $1 }
-        for (_, id) in remaining { close(id) }
-        expirePending(before: .max)
+  // MARK: - Aliases
+
+  private func bind(_ link: AliasLink) {
+    if aliases[link.alias] != link.orderID { changes?.aliases.append((link.alias, link.orderID)) }
+    aliases[link.alias] = link.orderID
+  }
+
+  private func wait(_ event: OrderEvent, for alias: AliasKey) {
+    statistics.aliasEventsWaited += 1
+    pending[alias, default: []].append(event)
+    pendingOrder.append((alias, event.timeUnixNano + policy.aliasTTL))
+    pendingCount += 1
+    changes?.pendingChanged = true
+    while pendingCount > policy.maxPendingAliases { expireOldestPending() }
+  }
+
+  private func release(_ alias: AliasKey, to orderID: String) {
+    guard let waiting = pending.removeValue(forKey: alias) else { return }
+    pendingCount -= waiting.count
+    changes?.pendingChanged = true
+    if var state = open[orderID] {
+      if !state.aliases.contains(alias) { state.aliases.append(alias) }
+      open[orderID] = state
+      changes?.orders.insert(orderID)
     }
+    for e in waiting { apply(e, orderID: orderID) }
+  }
 
-    // MARK: - Aliases
-
-    private func bind(_ link: AliasLink) {
-        aliases[link.alias] = link.orderID
+  private func expirePending(before time: Int64) {
+    while pendingHead < pendingOrder.count, pendingOrder[pendingHead].1 < time {
+      expireOldestPending()
     }
-
-    private func wait(_ event: OrderEvent, for alias: AliasKey) {
-        statistics.aliasEventsWaited += 1
-        pending[alias, default: []].append(event)
-        pendingOrder.append((alias, event.timeUnixNano + policy.aliasTTL))
-        pendingCount += 1
-        while pendingCount > policy.maxPendingAliases { expireOldestPending() }
+    if pendingHead > 4096 && pendingHead * 2 > pendingOrder.count {
+      pendingOrder.removeFirst(pendingHead)
+      pendingHead = 0
     }
+  }
 
-    private func release(_ alias: AliasKey, to orderID: String) {
-        guard let waiting = pending.removeValue(forKey: alias) else { return }
-        pendingCount -= waiting.count
-        if var state = open[orderID] {
-            if !state.aliases.contains(alias) { state.aliases.append(alias) }
-            open[orderID] = state
-        }
-        for e in waiting { apply(e, orderID: orderID) }
+  private func expireOldestPending() {
+    guard pendingHead < pendingOrder.count else { return }
+    let (alias, _) = pendingOrder[pendingHead]
+    pendingHead += 1
+    guard var list = pending[alias], !list.isEmpty else { return }
+    let e = list.removeFirst()
+    pending[alias] = list.isEmpty ? nil : list
+    pendingCount -= 1
+    changes?.pendingChanged = true
+    statistics.aliasEventsExpired += 1
+    reject(e, .aliasExpired)
+  }
+
+  // MARK: - Orders
+
+  private func apply(_ event: OrderEvent, orderID: String) {
+    if tombstones[orderID] != nil {
+      statistics.lateEvents += 1
+      reject(event, .afterOrderClosed)
+      return
     }
-
-    private func expirePending(before time: Int64) {
-        while pendingHead < pendingOrder.count, pendingOrder[pendingHead].1 < time {
-            expireOldestPending()
-        }
-        if pendingHead > 4096 && pendingHead * 2 > pendingOrder.count {
-            pendingOrder.removeFirst(pendingHead)
-            pendingHead = 0
-        }
+    var state = open[orderID] ?? newOrder(orderID, event)
+    if case .alias(let a) = event.key, !state.aliases.contains(a) { state.aliases.append(a) }
+    if let link = event.link, link.orderID == orderID, !state.aliases.contains(link.alias) {
+      state.aliases.append(link.alias)
     }
-
-    private func expireOldestPending() {
-        guard pendingHead < pendingOrder.count else { return }
-        let (alias, _) = pendingOrder[pendingHead]
-        pendingHead += 1
-        guard var list = pending[alias], !list.isEmpty else { return }
-        let e = list.removeFirst()
-        pending[alias] = list.isEmpty ? nil : list
-        pendingCount -= 1
-        statistics.aliasEventsExpired += 1
-        reject(e, .aliasExpired)
+    state.eventCount += 1
+    state.firstTime = min(state.firstTime, event.timeUnixNano)
+    state.lastTime = max(state.lastTime, event.timeUnixNano)
+    if state.userID == nil, let u = event.userID { state.userID = u }
+    observe(event, orderID)
+    switch event.kind {
+    case .statusChange: statusChange(&state, event)
+    case .stepStart:
+      state.openSteps[event.step ?? event.name] = OrderState.OpenStep(
+        start: event.timeUnixNano, service: event.service, attributes: event.attributes)
+    case .stepEnd: stepEnd(&state, event)
+    case .busPublish, .busConsume: busSpan(state, event)
+    case .dbWrite, .fileLink, .log: addEvent(&state, event)
     }
+    open[orderID] = state
+    changes?.orders.insert(orderID)
+  }
 
-    // MARK: - Orders
+  private func newOrder(_ id: String, _ event: OrderEvent) -> OrderState {
+    statistics.orders += 1
+    return OrderState(
+      orderID: id, traceID: ids.traceID(orderID: id), rootSpanID: ids.rootSpanID(orderID: id),
+      firstTime: event.timeUnixNano, lastTime: event.timeUnixNano, firstService: event.service)
+  }
 
-    private func apply(_ event: OrderEvent, orderID: String) {
-        if tombstones[orderID] != nil {
-            statistics.lateEvents += 1
-            reject(event, .afterOrderClosed)
-            return
-        }
-        var state = open[orderID] ?? newOrder(orderID, event)
-        if case .alias(let a) = event.key, !state.aliases.contains(a) { state.aliases.append(a) }
-        if let link = event.link, link.orderID == orderID, !state.aliases.contains(link.alias) {
-            state.aliases.append(link.alias)
-        }
-        state.eventCount += 1
-        state.firstTime = min(state.firstTime, event.timeUnixNano)
-        state.lastTime = max(state.lastTime, event.timeUnixNano)
-        if state.userID == nil, let u = event.userID { state.userID = u }
-        observe(event, orderID)
-        switch event.kind {
-        case .statusChange: statusChange(&state, event)
-        case .stepStart:
-            state.openSteps[event.step ?? event.name] = OrderState.OpenStep(
-                start: event.timeUnixNano, service: event.service, attributes: event.attributes)
-        case .stepEnd: stepEnd(&state, event)
-        case .busPublish, .busConsume: busSpan(state, event)
-        case .dbWrite, .fileLink, .log: addEvent(&state, event)
-        }
-        open[orderID] = state
+  private func statusChange(_ state: inout OrderState, _ event: OrderEvent) {
+    let status = event.status ?? ""
+    if policy.finalStatuses.contains(status) && state.finalTime == nil {
+      state.finalTime = event.timeUnixNano
     }
-
-    private func newOrder(_ id: String, _ event: OrderEvent) -> OrderState {
-        statistics.orders += 1
-        return OrderState(
-            orderID: id, traceID: ids.traceID(orderID: id), rootSpanID: ids.rootSpanID(orderID: id),
-            firstTime: event.timeUnixNano, lastTime: event.timeUnixNano, firstService: event.service)
+    guard let previous = state.lastStatus,
+      state.finalTime == nil || state.finalTime == event.timeUnixNano
+    else {
+      // The first status, or one after the final status: an event on the root span.
+      if state.lastStatus == nil {
+        state.rootEvents.append(contentsOf: state.currentEvents)
+        state.currentEvents.removeAll()
+      }
+      appendRoot(
+        &state,
+        SpanEvent(
+          timeUnixNano: event.timeUnixNano, name: "status \(status)",
+          attributes: eventAttributes(event)))
+      state.lastStatus = status
+      state.lastStatusTime = event.timeUnixNano
+      return
     }
-
-    private func statusChange(_ state: inout OrderState, _ event: OrderEvent) {
-        let status = event.status ?? ""
-        if policy.finalStatuses.contains(status) && state.finalTime == nil { state.finalTime = event.timeUnixNano }
-        guard let previous = state.lastStatus, state.finalTime == nil || state.finalTime == event.timeUnixNano
-        else {
-            // The first status, or one after the final status: an event on the root span.
-            if state.lastStatus == nil {
-                state.rootEvents.append(contentsOf: state.currentEvents)
-                state.currentEvents.removeAll()
-            }
-            appendRoot(&state, SpanEvent(timeUnixNano: event.timeUnixNano, name: "status \(status)", attributes: eventAttributes(event)))
-            state.lastStatus = status
-            state.lastStatusTime = event.timeUnixNano
-            return
-        }
-        if previous == status {
-            addEvent(&state, event, name: "status \(status) repeated")
-            return
-        }
-        var attributes = [
-            Attribute("order.id", state.orderID), Attribute("order.status.from", previous),
-            Attribute("order.status.to", status),
-        ]
-        if let u = event.userID ?? state.userID { attributes.append(Attribute("enduser.id", u)) }
-        attributes.append(contentsOf: event.attributes)
-        attributes.append(Attribute("tracebridge.rule", event.rule))
-        let start = min(state.lastStatusTime, event.timeUnixNano)
-        emitSpan(
-            SpanRecord(
-                traceID: state.traceID, spanID: ids.spanID(for: event.sourceKey, time: event.timeUnixNano, role: 1),
-                parentSpanID: state.rootSpanID, name: "\(previous) → \(status)", kind: .internal,
-                startUnixNano: start, endUnixNano: event.timeUnixNano, attributes: attributes,
-                events: state.currentEvents, droppedEventsCount: state.currentDropped, service: event.service))
-        state.currentEvents.removeAll(keepingCapacity: true)
-        state.currentDropped = 0
-        state.transitions += 1
-        state.lastStatus = status
-        state.lastStatusTime = event.timeUnixNano
+    if previous == status {
+      addEvent(&state, event, name: "status \(status) repeated")
+      return
     }
+    var attributes = [
+      Attribute("order.id", state.orderID), Attribute("order.status.from", previous),
+      Attribute("order.status.to", status),
+    ]
+    if let u = event.userID ?? state.userID { attributes.append(Attribute("enduser.id", u)) }
+    attributes.append(contentsOf: event.attributes)
+    attributes.append(Attribute("tracebridge.rule", event.rule))
+    let start = min(state.lastStatusTime, event.timeUnixNano)
+    emitSpan(
+      SpanRecord(
+        traceID: state.traceID,
+        spanID: ids.spanID(for: event.sourceKey, time: event.timeUnixNano, role: 1),
+        parentSpanID: state.rootSpanID, name: "\(previous) → \(status)", kind: .internal,
+        startUnixNano: start, endUnixNano: event.timeUnixNano, attributes: attributes,
+        events: state.currentEvents, droppedEventsCount: state.currentDropped,
+        service: event.service))
+    state.currentEvents.removeAll(keepingCapacity: true)
+    state.currentDropped = 0
+    state.transitions += 1
+    state.lastStatus = status
+    state.lastStatusTime = event.timeUnixNano
+  }
 
-    private func stepEnd(_ state: inout OrderState, _ event: OrderEvent) {
-        let step = event.step ?? event.name
-        guard let open = state.openSteps.removeValue(forKey: step) else {
-            addEvent(&state, event, name: "step \(step) ended (its start was not seen)")
-            return
-        }
-        var attributes = [Attribute("order.id", state.orderID), Attribute("order.step", step)]
-        if let u = event.userID ?? state.userID { attributes.append(Attribute("enduser.id", u)) }
-        attributes.append(contentsOf: open.attributes)
-        attributes.append(contentsOf: event.attributes)
-        emitSpan(
-            SpanRecord(
-                traceID: state.traceID, spanID: ids.spanID(for: event.sourceKey, time: event.timeUnixNano, role: 2),
-                parentSpanID: state.rootSpanID, name: step, kind: .internal, startUnixNano: open.start,
-                endUnixNano: max(open.start, event.timeUnixNano), attributes: attributes, service: event.service))
+  private func stepEnd(_ state: inout OrderState, _ event: OrderEvent) {
+    let step = event.step ?? event.name
+    guard let open = state.openSteps.removeValue(forKey: step) else {
+      addEvent(&state, event, name: "step \(step) ended (its start was not seen)")
+      return
     }
+    var attributes = [Attribute("order.id", state.orderID), Attribute("order.step", step)]
+    if let u = event.userID ?? state.userID { attributes.append(Attribute("enduser.id", u)) }
+    attributes.append(contentsOf: open.attributes)
+    attributes.append(contentsOf: event.attributes)
+    emitSpan(
+      SpanRecord(
+        traceID: state.traceID,
+        spanID: ids.spanID(for: event.sourceKey, time: event.timeUnixNano, role: 2),
+        parentSpanID: state.rootSpanID, name: step, kind: .internal, startUnixNano: open.start,
+        endUnixNano: max(open.start, event.timeUnixNano), attributes: attributes,
+        service: event.service))
+  }
 
-    private func busSpan(_ state: OrderState, _ event: OrderEvent) {
-        var attributes = [Attribute("order.id", state.orderID), Attribute("messaging.system", "rabbitmq")]
-        if let u = event.userID ?? state.userID { attributes.append(Attribute("enduser.id", u)) }
-        attributes.append(contentsOf: event.attributes)
-        emitSpan(
-            SpanRecord(
-                traceID: state.traceID, spanID: ids.spanID(for: event.sourceKey, time: event.timeUnixNano, role: 3),
-                parentSpanID: state.rootSpanID, name: event.name,
-                kind: event.kind == .busPublish ? .producer : .consumer, startUnixNano: event.timeUnixNano,
-                endUnixNano: event.timeUnixNano, attributes: attributes, service: event.service))
-    }
+  private func busSpan(_ state: OrderState, _ event: OrderEvent) {
+    var attributes = [
+      Attribute("order.id", state.orderID), Attribute("messaging.system", "rabbitmq"),
+    ]
+    if let u = event.userID ?? state.userID { attributes.append(Attribute("enduser.id", u)) }
+    attributes.append(contentsOf: event.attributes)
+    emitSpan(
+      SpanRecord(
+        traceID: state.traceID,
+        spanID: ids.spanID(for: event.sourceKey, time: event.timeUnixNano, role: 3),
+        parentSpanID: state.rootSpanID, name: event.name,
+        kind: event.kind == .busPublish ? .producer : .consumer, startUnixNano: event.timeUnixNano,
+        endUnixNano: event.timeUnixNano, attributes: attributes, service: event.service))
+  }
 
-    private func eventAttributes(_ event: OrderEvent) -> [Attribute] {
-        var a = [Attribute("service.name", event.service), Attribute("tracebridge.rule", event.rule)]
-        if let u = event.userID { a.append(Attribute("enduser.id", u)) }
-        a.append(contentsOf: event.attributes)
-        return a
-    }
+  private func eventAttributes(_ event: OrderEvent) -> [Attribute] {
+    var a = [Attribute("service.name", event.service), Attribute("tracebridge.rule", event.rule)]
+    if let u = event.userID { a.append(Attribute("enduser.id", u)) }
+    a.append(contentsOf: event.attributes)
+    return a
+  }
 
-    private func addEvent(_ state: inout OrderState, _ event: OrderEvent, name: String? = nil) {
-        let e = SpanEvent(timeUnixNano: event.timeUnixNano, name: name ?? event.name, attributes: eventAttributes(event))
-        if state.lastStatus == nil || state.finalTime != nil {
-            appendRoot(&state, e)
-        } else if state.currentEvents.count < policy.maxEventsPerSpan {
-            state.currentEvents.append(e)
-        } else {
-            state.currentDropped += 1
-        }
+  private func addEvent(_ state: inout OrderState, _ event: OrderEvent, name: String? = nil) {
+    let e = SpanEvent(
+      timeUnixNano: event.timeUnixNano, name: name ?? event.name, attributes: eventAttributes(event)
+    )
+    if state.lastStatus == nil || state.finalTime != nil {
+      appendRoot(&state, e)
+    } else if state.currentEvents.count < policy.maxEventsPerSpan {
+      state.currentEvents.append(e)
+    } else {
+      state.currentDropped += 1
     }
+  }
 
-    private func appendRoot(_ state: inout OrderState, _ e: SpanEvent) {
-        if state.rootEvents.count < policy.maxEventsPerSpan {
-            state.rootEvents.append(e)
-        } else {
-            state.rootDropped += 1
-        }
+  private func appendRoot(_ state: inout OrderState, _ e: SpanEvent) {
+    if state.rootEvents.count < policy.maxEventsPerSpan {
+      state.rootEvents.append(e)
+    } else {
+      state.rootDropped += 1
     }
+  }
 
-    private func emitSpan(_ span: SpanRecord) {
-        statistics.spans += 1
-        emit(span)
-    }
+  private func emitSpan(_ span: SpanRecord) {
+    statistics.spans += 1
+    emit(span)
+  }
 
-    private func close(_ id: String) {
-        guard var state = open.removeValue(forKey: id) else { return }
-        let complete = state.finalTime != nil
-        let end = state.finalTime.map { max($0, state.lastTime) } ?? state.lastTime
-        // Steps that never ended: spans up to the order's end, marked as errors.
-        for step in state.openSteps.keys.sorted() {
-            let s = state.openSteps[step]!
-            var attributes = [Attribute("order.id", id), Attribute("order.step", step), Attribute("order.step.incomplete", .bool(true))]
-            if let u = state.userID { attributes.append(Attribute("enduser.id", u)) }
-            attributes.append(contentsOf: s.attributes)
-            var h = SipHasher(k0: UInt64(bitPattern: s.start), k1: state.rootSpanID.value)
-            h.append(Array(step.utf8))
-            emitSpan(
-                SpanRecord(
-                    traceID: state.traceID, spanID: SpanID(max(1, h.finish())), parentSpanID: state.rootSpanID, name: step,
-                    kind: .internal, startUnixNano: s.start, endUnixNano: max(s.start, end), attributes: attributes,
-                    status: SpanStatus(code: .error, message: "the step's end was not seen"), service: s.service))
-        }
-        state.rootEvents.append(contentsOf: state.currentEvents.prefix(max(0, policy.maxEventsPerSpan - state.rootEvents.count)))
-        var attributes = [Attribute("order.id", id)]
-        if let s = state.lastStatus { attributes.append(Attribute("order.status", s)) }
-        attributes.append(Attribute("order.transitions", .int(Int64(state.transitions))))
-        if !complete { attributes.append(Attribute("order.incomplete", .bool(true))) }
-        if let u = state.userID { attributes.append(Attribute("enduser.id", u)) }
-        for a in state.aliases { attributes.append(Attribute("order.alias.\(a.kind)", a.key)) }
-        emitSpan(
-            SpanRecord(
-                traceID: state.traceID, spanID: state.rootSpanID, parentSpanID: nil, name: "order \(id)", kind: .internal,
-                startUnixNano: state.firstTime, endUnixNano: end, attributes: attributes, events: state.rootEvents,
-                droppedEventsCount: state.rootDropped + state.currentDropped, service: state.firstService))
-        if complete { statistics.ordersComplete += 1 } else { statistics.ordersIncomplete += 1 }
-        tombstones[id] = ClosedOrder(closedAt: end, aliases: state.aliases)
-        closed(
-            OrderSummary(
-                orderID: id, traceID: state.traceID, firstTime: state.firstTime, lastTime: state.lastTime,
-                status: state.lastStatus, statusTime: state.lastStatusTime, complete: complete, userID: state.userID,
-                service: state.firstService, aliases: state.aliases))
+  private func close(_ id: String) {
+    guard var state = open.removeValue(forKey: id) else { return }
+    let complete = state.finalTime != nil
+    let end = state.finalTime.map { max($0, state.lastTime) } ?? state.lastTime
+    // Steps that never ended: spans up to the order's end, marked as errors.
+    for step in state.openSteps.keys.sorted() {
+      let s = state.openSteps[step]!
+      var attributes = [
+        Attribute("order.id", id), Attribute("order.step", step),
+        Attribute("order.step.incomplete", .bool(true)),
+      ]
+      if let u = state.userID { attributes.append(Attribute("enduser.id", u)) }
+      attributes.append(contentsOf: s.attributes)
+      var h = SipHasher(k0: UInt64(bitPattern: s.start), k1: state.rootSpanID.value)
+      h.append(Array(step.utf8))
+      emitSpan(
+        SpanRecord(
+          traceID: state.traceID, spanID: SpanID(max(1, h.finish())),
+          parentSpanID: state.rootSpanID, name: step,
+          kind: .internal, startUnixNano: s.start, endUnixNano: max(s.start, end),
+          attributes: attributes,
+          status: SpanStatus(code: .error, message: "the step's end was not seen"),
+          service: s.service))
     }
+    let room = max(0, policy.maxEventsPerSpan - state.rootEvents.count)
+    state.rootEvents.append(contentsOf: state.currentEvents.prefix(room))
+    state.rootDropped += UInt32(max(0, state.currentEvents.count - room))
+    var attributes = [Attribute("order.id", id)]
+    if let s = state.lastStatus { attributes.append(Attribute("order.status", s)) }
+    attributes.append(Attribute("order.transitions", .int(Int64(state.transitions))))
+    if !complete { attributes.append(Attribute("order.incomplete", .bool(true))) }
+    if let u = state.userID { attributes.append(Attribute("enduser.id", u)) }
+    for a in state.aliases { attributes.append(Attribute("order.alias.\(a.kind)", a.key)) }
+    emitSpan(
+      SpanRecord(
+        traceID: state.traceID, spanID: state.rootSpanID, parentSpanID: nil, name: "order \(id)",
+        kind: .internal,
+        startUnixNano: state.firstTime, endUnixNano: end, attributes: attributes,
+        events: state.rootEvents,
+        droppedEventsCount: state.rootDropped + state.currentDropped, service: state.firstService))
+    if complete { statistics.ordersComplete += 1 } else { statistics.ordersIncomplete += 1 }
+    tombstones[id] = ClosedOrder(closedAt: end, aliases: state.aliases)
+    changes?.orders.insert(id)
+    closed(
+      OrderSummary(
+        orderID: id, traceID: state.traceID, firstTime: state.firstTime, lastTime: state.lastTime,
+        status: state.lastStatus, statusTime: state.lastStatusTime, complete: complete,
+        userID: state.userID,
+        service: state.firstService, aliases: state.aliases))
+  }
 }
 
 /// Why the correlator set an event aside.
 public enum RejectReasonCode: String, Sendable {
-    case aliasExpired = "alias_link_never_seen"
-    case afterOrderClosed = "after_order_closed"
+  case aliasExpired = "alias_link_never_seen"
+  case afterOrderClosed = "after_order_closed"
 }
 
 /// An order as it closed: what the store and the console list.
 public struct OrderSummary: Sendable {
-    public var orderID: String
-    public var traceID: TraceID
-    public var firstTime: Int64
-    public var lastTime: Int64
-    public var status: String?
-    public var statusTime: Int64
-    public var complete: Bool
-    public var userID: String?
-    public var service: String
-    public var aliases: [AliasKey]
+  public var orderID: String
+  public var traceID: TraceID
+  public var firstTime: Int64
+  public var lastTime: Int64
+  public var status: String?
+  public var statusTime: Int64
+  public var complete: Bool
+  public var userID: String?
+  public var service: String
+  public var aliases: [AliasKey]
 }
