@@ -51,13 +51,16 @@ final class FileTailerTests: XCTestCase {
       maxLineBytes: maxLineBytes)
   }
 
-  private func tailer(_ source: SourceDefinition, quiet: Double = 0, watchSince: Double = 0)
+  /// `watchSince` nil: the source was never tailed before.
+  private func tailer(_ source: SourceDefinition, quiet: Double = 0, watchSince: Double? = 0)
     -> FileTailer
   {
     var o = FileTailer.Options()
     o.rotatedQuietPeriod = quiet
     o.multilineFlush = 0.5
-    return FileTailer(sources: [source], options: o, watchSince: ["app": watchSince]) {
+    return FileTailer(
+      sources: [source], options: o, watchSince: watchSince.map { ["app": $0] } ?? [:]
+    ) {
       [unowned self] in
       checkpoints[$0]
     }
@@ -210,9 +213,22 @@ final class FileTailerTests: XCTestCase {
   func testRotatedHistoryIsNotReadOnFirstStart() throws {
     try append("app.log.1", ["old1"])
     try append("app.log", ["cur1"])
-    let t = tailer(try source(), watchSince: Date().timeIntervalSince1970 + 60)
+    let t = tailer(try source(), watchSince: nil)
     XCTAssertEqual(poll(t), ["cur1"])
     XCTAssertTrue(checkpoints.values.contains { $0.done && $0.path == path("app.log.1") })
+  }
+
+  func testFileCreatedAndRotatedBetweenTwoPollsIsRead() throws {
+    try append("app.log", ["a1"])
+    let t = tailer(try source(), quiet: 5, watchSince: nil)
+    XCTAssertEqual(poll(t, now: 1000), ["a1"])
+    // Between two polls: app.log -> app.log.1, a new app.log written and rotated too.
+    try FileManager.default.moveItem(atPath: path("app.log"), toPath: path("app.log.1"))
+    try append("app.log", ["b1", "b2"])
+    try FileManager.default.moveItem(atPath: path("app.log.1"), toPath: path("app.log.2"))
+    try FileManager.default.moveItem(atPath: path("app.log"), toPath: path("app.log.1"))
+    try append("app.log", ["c1"])
+    XCTAssertEqual(Set(poll(t, now: 1001)), ["b1", "b2", "c1"])
   }
 
   func testCheckpointProcessedOffsetsAreSkippedOnResume() throws {

@@ -137,6 +137,10 @@ public final class FileTailer {
   /// Per source: files modified before this time (seconds) with an unknown fingerprint are
   /// history the bridge never tailed (left to `backfill`).
   private var watchSince: [String: Double]
+  /// Sources tailed for the first time: in the first look at their files, every rotated
+  /// sibling is history.
+  private var neverTailed: Set<String>
+  private var firstPass = true
   /// Files looked at and left alone, by identity and size (not fingerprinted again).
   private var ignored: [FileIdentity: Int64] = [:]
 
@@ -147,15 +151,20 @@ public final class FileTailer {
 
   /// - Parameters:
   ///   - checkpoint: the stored checkpoint of a fingerprint, if any.
-  ///   - watchSince: per source, the time (seconds since the epoch) from which it has been
-  ///     watched: the previous run's last commit, or now for a source never tailed.
+  ///   - watchSince: per source, when the previous run last committed (seconds since the
+  ///     epoch); no entry: the source was never tailed (its rotated files are history, left to
+  ///     `backfill`; with `startAtEnd` its live files start at their end).
   public init(
     sources: [SourceDefinition], options: Options, watchSince: [String: Double],
     checkpoint: @escaping (UInt64) -> TailCheckpoint?
   ) {
     self.sources = sources
     self.options = options
-    self.watchSince = watchSince
+    neverTailed = Set(sources.map(\.name)).subtracting(watchSince.keys)
+    var since = watchSince
+    let now = Date().timeIntervalSince1970
+    for name in neverTailed { since[name] = now }
+    self.watchSince = since
     self.checkpoint = checkpoint
   }
 
@@ -172,6 +181,7 @@ public final class FileTailer {
   public func poll(now: Double, _ body: (TailedFile, LogRecord) -> Void) -> PollReport {
     var report = PollReport()
     discover(now: now, &report)
+    firstPass = false
     var keep: [TailedFile] = []
     for file in files {
       if service(file, now: now, &report, body) { keep.append(file) }
@@ -245,14 +255,17 @@ public final class FileTailer {
         line = c.line
         skip = Set(c.processed)
       }
-    } else if !live, modified < (watchSince[source.name] ?? now) - 1 {
+    } else if !live,
+      (firstPass && neverTailed.contains(source.name))
+        || modified < (watchSince[source.name] ?? now) - 1
+    {
       // A rotated file last written before the bridge watched this source: history.
       ignored[identity] = Int64(info.st_size)
       finished.append(
         TailCheckpoint(
           fingerprint: fingerprint, source: source.name, path: path, offset: 0, done: true))
       return
-    } else if live, options.startAtEnd, watchSince[source.name] == nil {
+    } else if live, options.startAtEnd, firstPass, neverTailed.contains(source.name) {
       start = UInt64(info.st_size)
     }
     do {

@@ -9,139 +9,152 @@ import TraceBridgeCore
 /// Writes are idempotent: an event is keyed by its stable source key, so a replay or a second
 /// backfill of the same logs adds nothing twice.
 public final class StateStore: Sendable {
-    public let path: String
-    let queue: DatabaseQueue
+  public let path: String
+  /// WAL mode: the live pipeline writes while the spool's sender (and later the console) read.
+  let queue: DatabasePool
 
-    public init(path: String) throws {
-        self.path = path
-        try FileManager.default.createDirectory(
-            atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path, withIntermediateDirectories: true)
-        var config = GRDB.Configuration()
-        config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA journal_mode = WAL")
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+  public init(path: String) throws {
+    self.path = path
+    try FileManager.default.createDirectory(
+      atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+      withIntermediateDirectories: true)
+    var config = GRDB.Configuration()
+    // WAL with synchronous=NORMAL: a committed transaction survives the process being
+    // killed (SIGKILL); only a power loss may take back the last ones.
+    config.prepareDatabase { db in
+      try db.execute(sql: "PRAGMA synchronous = NORMAL")
+    }
+    config.busyMode = .timeout(10)
+    queue = try DatabasePool(path: path, configuration: config)
+    try Self.migrator.migrate(queue)
+  }
+
+  static var migrator: DatabaseMigrator {
+    var m = DatabaseMigrator()
+    m.registerMigration("v1-orders-events-aliases") { db in
+      try db.execute(
+        sql: """
+          CREATE TABLE orders (
+              order_id TEXT PRIMARY KEY,
+              trace_id TEXT NOT NULL,
+              first_seen_ns INTEGER NOT NULL,
+              last_seen_ns INTEGER NOT NULL,
+              status TEXT,
+              status_since_ns INTEGER,
+              service TEXT,
+              user_id TEXT,
+              state TEXT NOT NULL DEFAULT 'open'  -- open | complete | incomplete
+          );
+          CREATE INDEX orders_open_status ON orders(state, status, status_since_ns);
+          CREATE TABLE events (
+              event_key TEXT PRIMARY KEY,
+              order_id TEXT NOT NULL,
+              time_ns INTEGER NOT NULL,
+              service TEXT NOT NULL,
+              kind TEXT NOT NULL,
+              status TEXT,
+              step TEXT,
+              name TEXT NOT NULL,
+              user_id TEXT,
+              rule TEXT NOT NULL,
+              zone TEXT NOT NULL,
+              attributes TEXT NOT NULL
+          ) WITHOUT ROWID;
+          CREATE INDEX events_by_order ON events(order_id, time_ns);
+          CREATE TABLE aliases (
+              kind TEXT NOT NULL,
+              alias TEXT NOT NULL,
+              order_id TEXT NOT NULL,
+              PRIMARY KEY (kind, alias)
+          ) WITHOUT ROWID;
+          CREATE INDEX aliases_by_order ON aliases(order_id);
+          """)
+    }
+    m.registerMigration("v2-live-checkpoints-correlator-spool") { db in
+      try Self.createLiveTables(db)
+    }
+    return m
+  }
+
+  /// One write the store applies.
+  public enum Change: Sendable {
+    case event(OrderEvent, orderID: String)
+    case closed(OrderSummary)
+  }
+
+  /// Applies `changes` in one transaction.
+  public func apply(_ changes: [Change], traceIDs: (String) -> TraceID) throws {
+    try queue.write { db in try Self.apply(changes, in: db, traceIDs: traceIDs) }
+  }
+
+  static func apply(_ changes: [Change], in db: Database, traceIDs: (String) -> TraceID) throws {
+    do {
+      let insertEvent = try db.cachedStatement(
+        sql: """
+          INSERT OR IGNORE INTO events
+          (event_key, order_id, time_ns, service, kind, status, step, name, user_id, rule, zone, attributes)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          """)
+      let upsertOrder = try db.cachedStatement(
+        sql: """
+          INSERT INTO orders (order_id, trace_id, first_seen_ns, last_seen_ns, status, status_since_ns, service, user_id)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+          ON CONFLICT(order_id) DO UPDATE SET
+            first_seen_ns = min(first_seen_ns, excluded.first_seen_ns),
+            last_seen_ns = max(last_seen_ns, excluded.last_seen_ns),
+            status = CASE WHEN excluded.status IS NOT NULL
+              AND (status_since_ns IS NULL OR excluded.status_since_ns >= status_since_ns)
+              THEN excluded.status ELSE status END,
+            status_since_ns = CASE WHEN excluded.status IS NOT NULL
+              AND (status_since_ns IS NULL OR excluded.status_since_ns >= status_since_ns)
+              THEN excluded.status_since_ns ELSE status_since_ns END,
+            user_id = coalesce(user_id, excluded.user_id)
+          """)
+      let insertAlias = try db.cachedStatement(
+        sql: "INSERT OR REPLACE INTO aliases (kind, alias, order_id) VALUES (?, ?, ?)")
+      let closeOrder = try db.cachedStatement(sql: "UPDATE orders SET state = ? WHERE order_id = ?")
+      for change in changes {
+        switch change {
+        case .event(let e, let orderID):
+          try insertEvent.execute(arguments: [
+            "\(e.sourceKey)#\(e.timeUnixNano)", orderID, e.timeUnixNano, e.service, e.kind.rawValue,
+            e.status,
+            e.step, e.name, e.userID, e.rule, e.zoneRule, Self.attributesJSON(e.attributes),
+          ])
+          let isStatus = e.kind == .statusChange
+          try upsertOrder.execute(arguments: [
+            orderID, traceIDs(orderID).description, e.timeUnixNano, e.timeUnixNano,
+            isStatus ? e.status : nil,
+            isStatus ? e.timeUnixNano : nil, e.service, e.userID,
+          ])
+          if let link = e.link {
+            try insertAlias.execute(arguments: [link.alias.kind, link.alias.key, link.orderID])
+          }
+          if case .alias(let a) = e.key {
+            try insertAlias.execute(arguments: [a.kind, a.key, orderID])
+          }
+        case .closed(let s):
+          try closeOrder.execute(arguments: [s.complete ? "complete" : "incomplete", s.orderID])
         }
-        queue = try DatabaseQueue(path: path, configuration: config)
-        try Self.migrator.migrate(queue)
+      }
     }
+  }
 
-    static var migrator: DatabaseMigrator {
-        var m = DatabaseMigrator()
-        m.registerMigration("v1-orders-events-aliases") { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE orders (
-                        order_id TEXT PRIMARY KEY,
-                        trace_id TEXT NOT NULL,
-                        first_seen_ns INTEGER NOT NULL,
-                        last_seen_ns INTEGER NOT NULL,
-                        status TEXT,
-                        status_since_ns INTEGER,
-                        service TEXT,
-                        user_id TEXT,
-                        state TEXT NOT NULL DEFAULT 'open'  -- open | complete | incomplete
-                    );
-                    CREATE INDEX orders_open_status ON orders(state, status, status_since_ns);
-                    CREATE TABLE events (
-                        event_key TEXT PRIMARY KEY,
-                        order_id TEXT NOT NULL,
-                        time_ns INTEGER NOT NULL,
-                        service TEXT NOT NULL,
-                        kind TEXT NOT NULL,
-                        status TEXT,
-                        step TEXT,
-                        name TEXT NOT NULL,
-                        user_id TEXT,
-                        rule TEXT NOT NULL,
-                        zone TEXT NOT NULL,
-                        attributes TEXT NOT NULL
-                    ) WITHOUT ROWID;
-                    CREATE INDEX events_by_order ON events(order_id, time_ns);
-                    CREATE TABLE aliases (
-                        kind TEXT NOT NULL,
-                        alias TEXT NOT NULL,
-                        order_id TEXT NOT NULL,
-                        PRIMARY KEY (kind, alias)
-                    ) WITHOUT ROWID;
-                    CREATE INDEX aliases_by_order ON aliases(order_id);
-                    """)
-        }
-        return m
+  static func attributesJSON(_ attributes: [Attribute]) -> String {
+    guard !attributes.isEmpty else { return "{}" }
+    var buffer: [UInt8] = [0x7B]
+    for (i, a) in attributes.enumerated() {
+      if i > 0 { buffer.append(0x2C) }
+      RejectedWriter.appendString(&buffer, a.key)
+      buffer.append(0x3A)
+      switch a.value {
+      case .string(let s): RejectedWriter.appendString(&buffer, s)
+      case .int(let v): buffer.append(contentsOf: "\(v)".utf8)
+      case .double(let v): buffer.append(contentsOf: "\(v)".utf8)
+      case .bool(let v): buffer.append(contentsOf: (v ? "true" : "false").utf8)
+      }
     }
-
-    /// One write the store applies.
-    public enum Change: Sendable {
-        case event(OrderEvent, orderID: String)
-        case closed(OrderSummary)
-    }
-
-    /// Applies `changes` in one transaction.
-    public func apply(_ changes: [Change], traceIDs: (String) -> TraceID) throws {
-        try queue.write { db in
-            let insertEvent = try db.cachedStatement(
-                sql: """
-                    INSERT OR IGNORE INTO events
-                    (event_key, order_id, time_ns, service, kind, status, step, name, user_id, rule, zone, attributes)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
-            let upsertOrder = try db.cachedStatement(
-                sql: """
-                    INSERT INTO orders (order_id, trace_id, first_seen_ns, last_seen_ns, status, status_since_ns, service, user_id)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT(order_id) DO UPDATE SET
-                      first_seen_ns = min(first_seen_ns, excluded.first_seen_ns),
-                      last_seen_ns = max(last_seen_ns, excluded.last_seen_ns),
-                      status = CASE WHEN excluded.status IS NOT NULL
-                        AND (status_since_ns IS NULL OR excluded.status_since_ns >= status_since_ns)
-                        THEN excluded.status ELSE status END,
-                      status_since_ns = CASE WHEN excluded.status IS NOT NULL
-                        AND (status_since_ns IS NULL OR excluded.status_since_ns >= status_since_ns)
-                        THEN excluded.status_since_ns ELSE status_since_ns END,
-                      user_id = coalesce(user_id, excluded.user_id)
-                    """)
-            let insertAlias = try db.cachedStatement(
-                sql: "INSERT OR REPLACE INTO aliases (kind, alias, order_id) VALUES (?, ?, ?)")
-            let closeOrder = try db.cachedStatement(sql: "UPDATE orders SET state = ? WHERE order_id = ?")
-            for change in changes {
-                switch change {
-                case .event(let e, let orderID):
-                    try insertEvent.execute(arguments: [
-                        "\(e.sourceKey)#\(e.timeUnixNano)", orderID, e.timeUnixNano, e.service, e.kind.rawValue, e.status,
-                        e.step, e.name, e.userID, e.rule, e.zoneRule, Self.attributesJSON(e.attributes),
-                    ])
-                    let isStatus = e.kind == .statusChange
-                    try upsertOrder.execute(arguments: [
-                        orderID, traceIDs(orderID).description, e.timeUnixNano, e.timeUnixNano, isStatus ? e.status : nil,
-                        isStatus ? e.timeUnixNano : nil, e.service, e.userID,
-                    ])
-                    if let link = e.link {
-                        try insertAlias.execute(arguments: [link.alias.kind, link.alias.key, link.orderID])
-                    }
-                    if case .alias(let a) = e.key {
-                        try insertAlias.execute(arguments: [a.kind, a.key, orderID])
-                    }
-                case .closed(let s):
-                    try closeOrder.execute(arguments: [s.complete ? "complete" : "incomplete", s.orderID])
-                }
-            }
-        }
-    }
-
-    static func attributesJSON(_ attributes: [Attribute]) -> String {
-        guard !attributes.isEmpty else { return "{}" }
-        var buffer: [UInt8] = [0x7B]
-        for (i, a) in attributes.enumerated() {
-            if i > 0 { buffer.append(0x2C) }
-            RejectedWriter.appendString(&buffer, a.key)
-            buffer.append(0x3A)
-            switch a.value {
-            case .string(let s): RejectedWriter.appendString(&buffer, s)
-            case .int(let v): buffer.append(contentsOf: "\(v)".utf8)
-            case .double(let v): buffer.append(contentsOf: "\(v)".utf8)
-            case .bool(let v): buffer.append(contentsOf: (v ? "true" : "false").utf8)
-            }
-        }
-        buffer.append(0x7D)
-        return String(decoding: buffer, as: UTF8.self)
-    }
+    buffer.append(0x7D)
+    return String(decoding: buffer, as: UTF8.self)
+  }
 }

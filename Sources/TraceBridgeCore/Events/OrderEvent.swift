@@ -4,102 +4,102 @@
 /// that a link event binds to an order later. `sourceKey` is stable across replays, restarts
 /// and backfills of the same input: span ids are derived from it, so the same input always
 /// yields byte-identical spans.
-public struct OrderEvent: Sendable, Equatable {
-    public var key: OrderKey
-    public var service: String
-    public var kind: StageKind
-    /// The new status, for `statusChange`.
-    public var status: String?
-    /// The step's name, for `stepStart` / `stepEnd`.
-    public var step: String?
-    /// A human name for span events (defaults to the rule's name).
-    public var name: String
-    /// Event time, UTC nanoseconds since the Unix epoch.
-    public var timeUnixNano: Int64
-    /// How the time was read: `offset` when the text carried its own offset, else the IANA zone applied.
-    public var zoneRule: String
-    public var userID: String?
-    public var attributes: [Attribute]
-    public var sourceKey: SourceKey
-    /// The rule that produced the event.
-    public var rule: String
-    /// Set when this event binds an alias to an order.
-    public var link: AliasLink?
+public struct OrderEvent: Sendable, Equatable, Codable {
+  public var key: OrderKey
+  public var service: String
+  public var kind: StageKind
+  /// The new status, for `statusChange`.
+  public var status: String?
+  /// The step's name, for `stepStart` / `stepEnd`.
+  public var step: String?
+  /// A human name for span events (defaults to the rule's name).
+  public var name: String
+  /// Event time, UTC nanoseconds since the Unix epoch.
+  public var timeUnixNano: Int64
+  /// How the time was read: `offset` when the text carried its own offset, else the IANA zone applied.
+  public var zoneRule: String
+  public var userID: String?
+  public var attributes: [Attribute]
+  public var sourceKey: SourceKey
+  /// The rule that produced the event.
+  public var rule: String
+  /// Set when this event binds an alias to an order.
+  public var link: AliasLink?
 
-    public init(
-        key: OrderKey, service: String, kind: StageKind, status: String? = nil,
-        step: String? = nil, name: String, timeUnixNano: Int64, zoneRule: String,
-        userID: String? = nil, attributes: [Attribute] = [], sourceKey: SourceKey,
-        rule: String, link: AliasLink? = nil
-    ) {
-        self.key = key
-        self.service = service
-        self.kind = kind
-        self.status = status
-        self.step = step
-        self.name = name
-        self.timeUnixNano = timeUnixNano
-        self.zoneRule = zoneRule
-        self.userID = userID
-        self.attributes = attributes
-        self.sourceKey = sourceKey
-        self.rule = rule
-        self.link = link
-    }
+  public init(
+    key: OrderKey, service: String, kind: StageKind, status: String? = nil,
+    step: String? = nil, name: String, timeUnixNano: Int64, zoneRule: String,
+    userID: String? = nil, attributes: [Attribute] = [], sourceKey: SourceKey,
+    rule: String, link: AliasLink? = nil
+  ) {
+    self.key = key
+    self.service = service
+    self.kind = kind
+    self.status = status
+    self.step = step
+    self.name = name
+    self.timeUnixNano = timeUnixNano
+    self.zoneRule = zoneRule
+    self.userID = userID
+    self.attributes = attributes
+    self.sourceKey = sourceKey
+    self.rule = rule
+    self.link = link
+  }
 }
 
 /// What an event is keyed by.
-public enum OrderKey: Sendable, Hashable {
-    case order(String)
-    case alias(AliasKey)
+public enum OrderKey: Sendable, Hashable, Codable {
+  case order(String)
+  case alias(AliasKey)
 }
 
 /// An alternative key of an order, such as `mes_job:J-00077`.
-public struct AliasKey: Sendable, Hashable, CustomStringConvertible {
-    public var kind: String
-    public var key: String
-    public init(kind: String, key: String) {
-        self.kind = kind
-        self.key = key
-    }
-    public var description: String { "\(kind):\(key)" }
+public struct AliasKey: Sendable, Hashable, Codable, CustomStringConvertible {
+  public var kind: String
+  public var key: String
+  public init(kind: String, key: String) {
+    self.kind = kind
+    self.key = key
+  }
+  public var description: String { "\(kind):\(key)" }
 }
 
 /// Binds an alias to an order.
-public struct AliasLink: Sendable, Equatable {
-    public var alias: AliasKey
-    public var orderID: String
-    public init(alias: AliasKey, orderID: String) {
-        self.alias = alias
-        self.orderID = orderID
-    }
+public struct AliasLink: Sendable, Equatable, Codable {
+  public var alias: AliasKey
+  public var orderID: String
+  public init(alias: AliasKey, orderID: String) {
+    self.alias = alias
+    self.orderID = orderID
+  }
 }
 
 /// The kind of stage an event reports.
-public enum StageKind: String, Sendable, CaseIterable {
-    case statusChange = "status_change"
-    case stepStart = "step_start"
-    case stepEnd = "step_end"
-    case busPublish = "bus_publish"
-    case busConsume = "bus_consume"
-    case dbWrite = "db_write"
-    case fileLink = "file_link"
-    case log
+public enum StageKind: String, Sendable, Codable, CaseIterable {
+  case statusChange = "status_change"
+  case stepStart = "step_start"
+  case stepEnd = "step_end"
+  case busPublish = "bus_publish"
+  case busConsume = "bus_consume"
+  case dbWrite = "db_write"
+  case fileLink = "file_link"
+  case log
 }
 
 /// Where an event came from, stable across replays: a source name, the identity of the
 /// stream inside it (a file's content fingerprint, or a queue), and a position (a byte offset
 /// in the decompressed file, or a message id hash).
-public struct SourceKey: Sendable, Hashable, CustomStringConvertible {
-    public var source: String
-    public var stream: UInt64
-    public var position: UInt64
-    public init(source: String, stream: UInt64, position: UInt64) {
-        self.source = source
-        self.stream = stream
-        self.position = position
-    }
-    public var description: String {
-        "\(source)/\(String(stream, radix: 16))@\(position)"
-    }
+public struct SourceKey: Sendable, Hashable, Codable, CustomStringConvertible {
+  public var source: String
+  public var stream: UInt64
+  public var position: UInt64
+  public init(source: String, stream: UInt64, position: UInt64) {
+    self.source = source
+    self.stream = stream
+    self.position = position
+  }
+  public var description: String {
+    "\(source)/\(String(stream, radix: 16))@\(position)"
+  }
 }

@@ -1,53 +1,53 @@
 /// A 16-byte OTLP trace id, stored big-endian as two words. Never all-zero when derived.
-public struct TraceID: Sendable, Hashable, CustomStringConvertible {
-    public var high: UInt64
-    public var low: UInt64
-    public init(high: UInt64, low: UInt64) {
-        self.high = high
-        self.low = low
-    }
-    public var isZero: Bool { high == 0 && low == 0 }
-    /// The id's 16 bytes in wire order.
-    public var bytes: [UInt8] { high.bigEndianBytes + low.bigEndianBytes }
-    /// Lower-case hex, the form OTLP JSON and Jaeger URLs use.
-    public var description: String { Hex.encode(high) + Hex.encode(low) }
+public struct TraceID: Sendable, Hashable, Codable, CustomStringConvertible {
+  public var high: UInt64
+  public var low: UInt64
+  public init(high: UInt64, low: UInt64) {
+    self.high = high
+    self.low = low
+  }
+  public var isZero: Bool { high == 0 && low == 0 }
+  /// The id's 16 bytes in wire order.
+  public var bytes: [UInt8] { high.bigEndianBytes + low.bigEndianBytes }
+  /// Lower-case hex, the form OTLP JSON and Jaeger URLs use.
+  public var description: String { Hex.encode(high) + Hex.encode(low) }
 }
 
 /// An 8-byte OTLP span id, stored as a big-endian word. Never zero when derived.
-public struct SpanID: Sendable, Hashable, CustomStringConvertible {
-    public var value: UInt64
-    public init(_ value: UInt64) { self.value = value }
-    public var bytes: [UInt8] { value.bigEndianBytes }
-    public var description: String { Hex.encode(value) }
+public struct SpanID: Sendable, Hashable, Codable, CustomStringConvertible {
+  public var value: UInt64
+  public init(_ value: UInt64) { self.value = value }
+  public var bytes: [UInt8] { value.bigEndianBytes }
+  public var description: String { Hex.encode(value) }
 }
 
 extension UInt64 {
-    @inlinable var bigEndianBytes: [UInt8] {
-        (0..<8).map { UInt8(truncatingIfNeeded: self >> (56 - 8 * UInt64($0))) }
-    }
+  @inlinable var bigEndianBytes: [UInt8] {
+    (0..<8).map { UInt8(truncatingIfNeeded: self >> (56 - 8 * UInt64($0))) }
+  }
 }
 
 /// Lower-case hex of ids.
 public enum Hex {
-    @usableFromInline static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+  @usableFromInline static let digits: [UInt8] = Array("0123456789abcdef".utf8)
 
-    public static func encode(_ value: UInt64) -> String {
-        var out = [UInt8](repeating: 0, count: 16)
-        appendHex(value, to: &out, at: 0)
-        return String(decoding: out, as: UTF8.self)
-    }
+  public static func encode(_ value: UInt64) -> String {
+    var out = [UInt8](repeating: 0, count: 16)
+    appendHex(value, to: &out, at: 0)
+    return String(decoding: out, as: UTF8.self)
+  }
 
-    /// Writes 16 hex digits of `value` into `buffer[at..<at+16]`.
-    @inlinable public static func appendHex(_ value: UInt64, to buffer: inout [UInt8], at: Int) {
-        for i in 0..<16 {
-            buffer[at + i] = digits[Int((value >> (60 - 4 * UInt64(i))) & 0xF)]
-        }
+  /// Writes 16 hex digits of `value` into `buffer[at..<at+16]`.
+  @inlinable public static func appendHex(_ value: UInt64, to buffer: inout [UInt8], at: Int) {
+    for i in 0..<16 {
+      buffer[at + i] = digits[Int((value >> (60 - 4 * UInt64(i))) & 0xF)]
     }
+  }
 
-    /// Appends 16 hex digits of `value` to `buffer`.
-    @inlinable public static func append(_ value: UInt64, to buffer: inout [UInt8]) {
-        for i in 0..<16 {
-            buffer.append(digits[Int((value >> (60 - 4 * UInt64(i))) & 0xF)])
-        }
+  /// Appends 16 hex digits of `value` to `buffer`.
+  @inlinable public static func append(_ value: UInt64, to buffer: inout [UInt8]) {
+    for i in 0..<16 {
+      buffer.append(digits[Int((value >> (60 - 4 * UInt64(i))) & 0xF)])
     }
+  }
 }

@@ -1,0 +1,85 @@
+import Foundation
+import TraceBridgeCore
+
+/// What changed in a correlator since it was last persisted.
+struct ChangeLog {
+  /// Orders opened, changed or closed (closed ones are now tombstones).
+  var orders: Set<String> = []
+  var aliases: [(AliasKey, String)] = []
+  var pendingChanged = false
+}
+
+/// The correlator's state in the form the live store keeps it, so that a restart — or a
+/// SIGKILL — resumes exactly where the last commit left: the same open orders, aliases and
+/// waiting alias-only events, hence the same spans for the events read after it.
+struct CorrelatorDelta {
+  /// Open orders, JSON-encoded `OrderState`.
+  var upserted: [(orderID: String, state: Data)] = []
+  /// Orders that closed: now tombstones (JSON-encoded `ClosedOrder`).
+  var closed: [(orderID: String, tombstone: Data)] = []
+  var aliases: [(AliasKey, String)] = []
+  /// Every waiting alias-only event (JSON-encoded `[OrderEvent]`), when that set changed.
+  var pending: Data?
+  var watermark: Int64
+  var isEmpty: Bool { upserted.isEmpty && closed.isEmpty && aliases.isEmpty && pending == nil }
+}
+
+/// A correlator's whole persisted state, as read back at start.
+struct CorrelatorSnapshot {
+  var open: [String: Data] = [:]
+  var tombstones: [String: Data] = [:]
+  var aliases: [AliasKey: String] = [:]
+  var pending: Data?
+  var watermark: Int64 = .min
+}
+
+extension Correlator {
+  /// Starts recording changes for ``takeDelta()``.
+  func trackChanges() {
+    if changes == nil { changes = ChangeLog() }
+  }
+
+  /// The changes since the last call, encoded for the store.
+  func takeDelta() throws -> CorrelatorDelta {
+    let log = changes ?? ChangeLog()
+    changes = ChangeLog()
+    let encoder = JSONEncoder()
+    var delta = CorrelatorDelta(watermark: watermark)
+    for id in log.orders.sorted() {
+      if let state = open[id] {
+        delta.upserted.append((id, try encoder.encode(state)))
+      } else if let tombstone = tombstones[id] {
+        delta.closed.append((id, try encoder.encode(tombstone)))
+      }
+    }
+    delta.aliases = log.aliases
+    if log.pendingChanged {
+      let waiting = pending.values.flatMap { $0 }.sorted {
+        ($0.timeUnixNano, $0.sourceKey.description) < ($1.timeUnixNano, $1.sourceKey.description)
+      }
+      delta.pending = try encoder.encode(waiting)
+    }
+    return delta
+  }
+
+  /// Loads the state a previous run committed. Call before the first event.
+  func restore(_ snapshot: CorrelatorSnapshot) throws {
+    let decoder = JSONDecoder()
+    for (id, data) in snapshot.open { open[id] = try decoder.decode(OrderState.self, from: data) }
+    for (id, data) in snapshot.tombstones {
+      tombstones[id] = try decoder.decode(ClosedOrder.self, from: data)
+    }
+    aliases = snapshot.aliases
+    watermark = snapshot.watermark
+    if let data = snapshot.pending {
+      let events = try decoder.decode([OrderEvent].self, from: data)
+      for e in events {
+        guard case .alias(let alias) = e.key else { continue }
+        pending[alias, default: []].append(e)
+        pendingOrder.append((alias, e.timeUnixNano + policy.aliasTTL))
+        pendingCount += 1
+      }
+      pendingOrder.sort { $0.1 < $1.1 }
+    }
+  }
+}

@@ -1,0 +1,465 @@
+import Exporters
+import Foundation
+import HeapModule
+import LogParsers
+import Logging
+import TraceBridgeCore
+
+/// The tailing half of `tracebridge run`, on one dedicated thread: poll the files, turn
+/// records into events, hold them for the reorder window, correlate them into spans, and
+/// every `commit_interval` commit spans, checkpoints and order state in one transaction.
+///
+/// Guarantees:
+/// - a checkpoint never passes a record whose event is not yet committed (records still in
+///   the reorder window hold it back; records processed ahead of an earlier one are listed in
+///   the checkpoint and skipped on resume), so a SIGKILL loses nothing and correlates nothing
+///   twice;
+/// - when the spool holds `spool.max_bytes`, reading pauses until the sender drains it.
+public final class LivePipeline: @unchecked Sendable {
+  public let configuration: Configuration
+  let store: StateStore
+  let metrics: LiveMetrics
+  let spool: SpoolCounters
+  private let logger: Logger
+  private let stopLock = NSCondition()
+  private var stopRequested = false
+  private var stopped = false
+  private var isReady = false
+  private var fatal: String?
+  private let wake: () -> Void
+
+  /// - Parameter wake: called after a commit added spans to the spool (wakes the sender).
+  init(
+    configuration: Configuration, store: StateStore, metrics: LiveMetrics, spool: SpoolCounters,
+    logger: Logger, wake: @escaping () -> Void
+  ) {
+    self.configuration = configuration
+    self.store = store
+    self.metrics = metrics
+    self.spool = spool
+    self.logger = logger
+    self.wake = wake
+  }
+
+  /// True once the store is loaded and the first poll ran.
+  public var ready: Bool {
+    stopLock.lock()
+    defer { stopLock.unlock() }
+    return isReady && !stopped
+  }
+
+  /// False once the thread has ended.
+  public var isRunning: Bool {
+    stopLock.lock()
+    defer { stopLock.unlock() }
+    return !stopped
+  }
+
+  /// Starts the pipeline thread.
+  public func start() {
+    let thread = Thread { [self] in
+      do {
+        try run()
+      } catch {
+        logger.critical("live pipeline stopped", metadata: ["error": "\(error)"])
+        stopLock.lock()
+        fatal = "\(error)"
+        stopLock.unlock()
+      }
+      stopLock.lock()
+      stopped = true
+      stopLock.broadcast()
+      stopLock.unlock()
+    }
+    thread.name = "live-pipeline"
+    thread.stackSize = 1 << 22
+    thread.start()
+  }
+
+  /// Asks the thread to commit and stop; returns once it has, with the error that stopped it
+  /// early, if any.
+  @discardableResult
+  public func stop() -> String? {
+    stopLock.lock()
+    stopRequested = true
+    stopLock.broadcast()
+    while !stopped { stopLock.wait() }
+    defer { stopLock.unlock() }
+    return fatal
+  }
+
+  /// Waits until the thread ends on its own (a fatal error); returns the error.
+  public func waitForFailure() -> String? {
+    stopLock.lock()
+    while !stopped { stopLock.wait() }
+    defer { stopLock.unlock() }
+    return fatal
+  }
+
+  private var shouldStop: Bool {
+    stopLock.lock()
+    defer { stopLock.unlock() }
+    return stopRequested
+  }
+
+  private func sleep(_ seconds: Double) {
+    stopLock.lock()
+    if !stopRequested { _ = stopLock.wait(until: Date().addingTimeInterval(seconds)) }
+    stopLock.unlock()
+  }
+
+  // MARK: - The loop
+
+  /// Per file (by fingerprint): what the checkpoint must account for.
+  struct FileProgress {
+    var source: String
+    var path: String
+    /// Where the tailer would resume (all records before it handed out).
+    var readerResume: UInt64
+    var line: Int
+    var done = false
+    /// Offsets of records whose events wait in the reorder window.
+    var inflight: [UInt64: Int] = [:]
+    /// Offsets of records processed while an earlier one still waited.
+    var processed: [UInt64] = []
+    var lastAdvance: Double
+    var lastResume: UInt64 = 0
+    var dirty = true
+  }
+
+  struct Held: Comparable {
+    var event: OrderEvent
+    var rule: Int
+    var arrival: Double
+    var sequence: UInt64
+    static func < (a: Held, b: Held) -> Bool {
+      (a.event.timeUnixNano, a.sequence) < (b.event.timeUnixNano, b.sequence)
+    }
+    static func == (a: Held, b: Held) -> Bool { a.sequence == b.sequence }
+  }
+
+  private func run() throws {
+    let live = configuration.live
+    let state = try store.loadLive()
+    spool.reset(spans: state.spoolSpans, bytes: state.spoolBytes)
+    var checkpoints = state.checkpoints
+    let ruleNames = configuration.rules.map(\.name)
+    var tailerOptions = FileTailer.Options()
+    tailerOptions.pollInterval = live.pollInterval
+    tailerOptions.multilineFlush = live.multilineFlush
+    tailerOptions.rotatedQuietPeriod = live.rotatedQuietPeriod
+    tailerOptions.startAtEnd = live.startAtEnd
+    let tailer = FileTailer(
+      sources: configuration.sources, options: tailerOptions, watchSince: state.watchSince,
+      checkpoint: { checkpoints[$0] })
+
+    var evaluators: [String: RuleEvaluator] = [:]
+    for source in configuration.sources {
+      let (rules, indices) = configuration.rules(for: source.name)
+      evaluators[source.name] = RuleEvaluator(source: source, rules: rules, ruleIndices: indices)
+    }
+    let rejectedWriter = try RejectedWriter(path: configuration.rejectedPath)
+    var rejectBuffer: [UInt8] = []
+
+    var spans: [SpanRecord] = []
+    var timeline: [StateStore.Change] = []
+    let correlator = Correlator(
+      policy: configuration.orders, ids: configuration.ids, emit: { spans.append($0) },
+      reject: { [metrics] event, reason in
+        metrics.rejected(reason.rawValue).increment()
+        let text = "\(event.key) \(event.kind.rawValue) \(event.status ?? event.step ?? event.name)"
+        var t = Array(text.utf8)
+        t.withUnsafeMutableBufferPointer { buf in
+          RejectedWriter.append(
+            to: &rejectBuffer, source: event.sourceKey.source, file: "", line: 0,
+            offset: event.sourceKey.position, reason: "\(reason.rawValue) (rule \(event.rule))",
+            text: UnsafeBufferPointer(buf))
+        }
+      },
+      observe: { event, orderID in timeline.append(.event(event, orderID: orderID)) },
+      closed: { timeline.append(.closed($0)) })
+    try correlator.restore(state.snapshot)
+    correlator.trackChanges()
+    if !state.snapshot.open.isEmpty || state.spoolSpans > 0 {
+      logger.notice(
+        "resumed",
+        metadata: [
+          "open_orders": "\(state.snapshot.open.count)", "spooled_spans": "\(state.spoolSpans)",
+          "checkpoints": "\(checkpoints.count)",
+        ])
+    }
+
+    var progress: [UInt64: FileProgress] = [:]
+    var held = Heap<Held>()
+    var sequence: UInt64 = 0
+    var maxEventTime: Int64 = state.snapshot.watermark
+    var lastCommit = Date().timeIntervalSince1970
+    var readTimes: [Double] = []
+    var spoolFullLogged = false
+    var lastStatsUpdate = 0.0
+    let window = live.reorderWindow
+
+    func handle(_ file: FileTailer.TailedFile, _ record: LogRecord, now: Double) {
+      let source = file.source.name
+      if record.wasCut { metrics.linesCut(source).increment() }
+      let key = SourceKey(source: source, stream: file.fingerprint, position: record.offset)
+      switch evaluators[source]!.evaluate(record.text, sourceKey: key) {
+      case .matched(let rule, let event):
+        sequence += 1
+        held.insert(Held(event: event, rule: rule, arrival: now, sequence: sequence))
+        progress[file.fingerprint, default: newProgress(file, now)].inflight[
+          record.offset, default: 0] += 1
+      case .rejected(let rule, let reason):
+        metrics.rejected(reason.rawValue).increment()
+        RejectedWriter.append(
+          to: &rejectBuffer, source: source, file: file.path, line: record.line,
+          offset: record.offset,
+          reason: "\(reason.rawValue) (rule \(ruleNames[rule]))", text: record.text)
+      case .unmatched:
+        metrics.unmatched(source).increment()
+        RejectedWriter.append(
+          to: &rejectBuffer, source: source, file: file.path, line: record.line,
+          offset: record.offset,
+          reason: RejectReason.noRuleMatched.rawValue, text: record.text)
+      }
+    }
+
+    func newProgress(_ file: FileTailer.TailedFile, _ now: Double) -> FileProgress {
+      FileProgress(
+        source: file.source.name, path: file.path, readerResume: file.resumeOffset,
+        line: file.lines,
+        lastAdvance: now, lastResume: file.resumeOffset)
+    }
+
+    func release(now: Double, all: Bool) {
+      while let first = held.min, all || now - first.arrival >= window {
+        let h = held.removeMin()
+        let e = h.event
+        let fp = e.sourceKey.stream
+        if var p = progress[fp] {
+          if let n = p.inflight[e.sourceKey.position] {
+            if n <= 1 {
+              p.inflight[e.sourceKey.position] = nil
+            } else {
+              p.inflight[e.sourceKey.position] = n - 1
+            }
+          }
+          p.processed.append(e.sourceKey.position)
+          p.dirty = true
+          progress[fp] = p
+        }
+        metrics.ruleMatches(ruleNames[h.rule]).increment()
+        metrics.events.increment()
+        correlator.process(e)
+        readTimes.append(h.arrival)
+        if e.timeUnixNano > maxEventTime { maxEventTime = e.timeUnixNano }
+      }
+    }
+
+    func commit(now: Double) throws {
+      let nowNs = Int64(now * 1e9)
+      var rows: [TailCheckpoint] = []
+      let open = Dictionary(
+        tailer.files.map { ($0.fingerprint, $0) }, uniquingKeysWith: { a, _ in a })
+      for (fp, var p) in progress {
+        if let f = open[fp] {
+          p.readerResume = f.resumeOffset
+          p.line = f.lines
+          p.path = f.path
+        }
+        let resume = min(p.readerResume, p.inflight.keys.min() ?? .max)
+        p.processed = p.processed.filter { $0 >= resume }
+        if resume != p.lastResume {
+          p.lastAdvance = now
+          p.lastResume = resume
+          p.dirty = true
+        }
+        let done = p.done && p.inflight.isEmpty
+        if p.dirty || done {
+          let c = TailCheckpoint(
+            fingerprint: fp, source: p.source, path: p.path, offset: resume, line: p.line,
+            done: done,
+            processed: p.processed.sorted())
+          rows.append(c)
+          checkpoints[fp] = c
+          p.dirty = false
+        }
+        if done { progress[fp] = nil } else { progress[fp] = p }
+      }
+      let horizon = configuration.orders.horizon
+      let commitRecord = StateStore.LiveCommit(
+        spans: spans, delta: try correlator.takeDelta(), checkpoints: rows, timeline: timeline,
+        sources: configuration.sources.map(\.name), nowNs: nowNs,
+        forgetClosedBefore: maxEventTime > Int64.min + horizon ? maxEventTime - horizon : nil)
+      let ids = configuration.ids
+      let added = try store.commitLive(commitRecord) { ids.traceID(orderID: $0) }
+      if !spans.isEmpty {
+        spool.add(spans: spans.count, bytes: added)
+        wake()
+      }
+      for t in readTimes { metrics.spoolLatency.record(now - t) }
+      readTimes.removeAll(keepingCapacity: true)
+      spans.removeAll(keepingCapacity: true)
+      timeline.removeAll(keepingCapacity: true)
+      rejectedWriter.write(&rejectBuffer)
+      metrics.openOrders.set(Int64(correlator.openOrders))
+    }
+
+    var gaugeLabels: Set<[String]> = []
+    func updateFileGauges(now: Double) {
+      var current: Set<[String]> = []
+      for f in tailer.files {
+        let p = progress[f.fingerprint]
+        metrics.fileBytesBehind(f.source.name, f.path).set(
+          Int64(f.isGzip ? 0 : max(0, f.size - Int64(f.readOffset))))
+        metrics.fileCheckpointAge(f.source.name, f.path).set(
+          Double(p.map { now - $0.lastAdvance } ?? 0))
+        current.insert([f.source.name, f.path])
+      }
+      for gone in gaugeLabels.subtracting(current) {
+        metrics.forgetGauge(
+          "tracebridge_file_bytes_behind", [("source", gone[0]), ("path", gone[1])])
+        metrics.forgetGauge(
+          "tracebridge_file_checkpoint_age_seconds", [("source", gone[0]), ("path", gone[1])])
+      }
+      gaugeLabels = current
+    }
+
+    /// Lines and bytes read since the last poll, per file (keyed by fingerprint).
+    var seen: [UInt64: (lines: Int, bytes: Int64)] = [:]
+    func countReads() {
+      var next: [UInt64: (lines: Int, bytes: Int64)] = [:]
+      for f in tailer.files {
+        let lines = f.statistics.lines
+        let bytes = f.bytesRead
+        let before = seen[f.fingerprint] ?? (lines: f.startLine, bytes: 0)
+        if lines > before.lines {
+          metrics.linesRead(f.source.name).increment(by: Int64(lines - before.lines))
+        }
+        if bytes > before.bytes {
+          metrics.fileBytesRead(f.source.name, f.path).increment(by: bytes - before.bytes)
+        }
+        next[f.fingerprint] = (lines, bytes)
+      }
+      seen = next
+    }
+
+    var first = true
+    while !shouldStop {
+      let now = Date().timeIntervalSince1970
+      var idle = true
+      if spool.bytes >= live.spoolMaxBytes {
+        if !spoolFullLogged {
+          logger.warning(
+            "spool full: reading paused until the exporter catches up",
+            metadata: ["spool_bytes": "\(spool.bytes)", "max_bytes": "\(live.spoolMaxBytes)"])
+          spoolFullLogged = true
+        }
+        metrics.spoolFull.set(Int64(1))
+      } else {
+        if spoolFullLogged {
+          logger.notice("spool below its bound again: reading resumed")
+          spoolFullLogged = false
+        }
+        metrics.spoolFull.set(Int64(0))
+        let report = tailer.poll(now: now) { file, record in handle(file, record, now: now) }
+        if report.bytes > 0 { idle = false }
+        countReads()
+        for path in report.opened { logger.info("reading", metadata: ["file": "\(path)"]) }
+        for path in report.truncated {
+          logger.notice(
+            "file truncated; reading it again from its start", metadata: ["file": "\(path)"])
+          if let s = sourceName(of: path) { metrics.filesTruncated(s).increment() }
+        }
+        for path in report.rotated {
+          logger.info("file rotated away; reading it to its end", metadata: ["file": "\(path)"])
+          if let s = sourceName(of: path) { metrics.filesRotated(s).increment() }
+        }
+        for path in report.closed { logger.info("finished file", metadata: ["file": "\(path)"]) }
+        for e in report.errors { logger.error("cannot read", metadata: ["error": "\(e)"]) }
+        for c in tailer.takeFinished() {
+          var p =
+            progress[c.fingerprint]
+            ?? FileProgress(
+              source: c.source, path: c.path, readerResume: c.offset, line: c.line,
+              lastAdvance: now,
+              lastResume: c.offset)
+          p.readerResume = c.offset
+          p.line = c.line
+          p.path = c.path
+          p.done = c.done
+          p.dirty = true
+          if !c.done { checkpoints[c.fingerprint] = c }
+          progress[c.fingerprint] = p
+        }
+      }
+      release(now: now, all: false)
+      let nowNs = Int64(now * 1e9)
+      correlator.advance(to: max(maxEventTime, nowNs - Int64(window * 1e9)))
+      if now - lastCommit >= live.commitInterval || first {
+        try commit(now: now)
+        lastCommit = now
+      }
+      if now - lastStatsUpdate >= 1 {
+        updateFileGauges(now: now)
+        lastStatsUpdate = now
+      }
+      if first {
+        first = false
+        stopLock.lock()
+        isReady = true
+        stopLock.unlock()
+        logger.notice("tailing", metadata: ["files": "\(tailer.files.map(\.path))"])
+      }
+      if idle { sleep(live.pollInterval) }
+    }
+    // Shutdown: commit what was processed; what waits in the reorder window is re-read on
+    // the next start (the checkpoints stop before it).
+    try commit(now: Date().timeIntervalSince1970)
+    tailer.closeAll()
+  }
+
+  private func sourceName(of path: String) -> String? {
+    let name = URL(fileURLWithPath: path).lastPathComponent
+    return configuration.sources.first { s in
+      s.paths.contains {
+        RotatedFileSet.belongs(name, to: URL(fileURLWithPath: $0).lastPathComponent)
+      }
+    }?.name
+  }
+}
+
+/// The spool's size, shared by the pipeline (adds) and the sender (removes).
+final class SpoolCounters: @unchecked Sendable {
+  private let lock = NSLock()
+  private var spanCount = 0
+  private var byteCount: Int64 = 0
+  func reset(spans: Int, bytes: Int64) {
+    lock.lock()
+    spanCount = spans
+    byteCount = bytes
+    lock.unlock()
+  }
+  func add(spans: Int, bytes: Int64) {
+    lock.lock()
+    spanCount += spans
+    byteCount += bytes
+    lock.unlock()
+  }
+  func remove(spans: Int, bytes: Int64) {
+    lock.lock()
+    spanCount = max(0, spanCount - spans)
+    byteCount = max(0, byteCount - bytes)
+    lock.unlock()
+  }
+  var spans: Int {
+    lock.lock()
+    defer { lock.unlock() }
+    return spanCount
+  }
+  var bytes: Int64 {
+    lock.lock()
+    defer { lock.unlock() }
+    return byteCount
+  }
+}

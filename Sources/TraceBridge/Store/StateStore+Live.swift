@@ -1,0 +1,191 @@
+import Foundation
+import GRDB
+import LogParsers
+import TraceBridgeCore
+
+/// Live mode's part of the store: file checkpoints, the correlator's open orders, tombstones,
+/// aliases and waiting alias-only events, and the durable spool of spans not yet exported.
+///
+/// The guarantee rests on one rule: spans enter the spool in the same transaction that moves
+/// the checkpoints past the lines they came from and saves the order state they leave behind.
+/// Whatever instant the process dies, a restart sees either both or neither.
+extension StateStore {
+  static func createLiveTables(_ db: Database) throws {
+    try db.execute(
+      sql: """
+        CREATE TABLE live_checkpoints (
+            fingerprint TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            path TEXT NOT NULL,
+            offset INTEGER NOT NULL,
+            line INTEGER NOT NULL,
+            done INTEGER NOT NULL,
+            processed TEXT NOT NULL,   -- offsets at or after `offset` already processed, comma-separated
+            updated_ns INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE live_orders (order_id TEXT PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
+        CREATE TABLE live_tombstones (
+            order_id TEXT PRIMARY KEY, closed_at_ns INTEGER NOT NULL, data BLOB NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX live_tombstones_by_time ON live_tombstones(closed_at_ns);
+        CREATE TABLE live_aliases (
+            kind TEXT NOT NULL, alias TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (kind, alias)
+        ) WITHOUT ROWID;
+        CREATE TABLE live_meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+        CREATE TABLE spool (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            span BLOB NOT NULL,
+            created_ns INTEGER NOT NULL
+        );
+        """)
+  }
+
+  /// What a live run starts from.
+  struct LiveState {
+    var snapshot = CorrelatorSnapshot()
+    var checkpoints: [UInt64: TailCheckpoint] = [:]
+    /// Per source, when the previous run last committed (seconds since the epoch).
+    var watchSince: [String: Double] = [:]
+    var spoolSpans = 0
+    var spoolBytes: Int64 = 0
+  }
+
+  /// One commit of the live pipeline.
+  struct LiveCommit {
+    var spans: [SpanRecord] = []
+    var delta: CorrelatorDelta
+    var checkpoints: [TailCheckpoint] = []
+    var timeline: [Change] = []
+    var sources: [String] = []
+    var nowNs: Int64
+    /// Tombstones of orders closed before this time are forgotten, with their aliases.
+    var forgetClosedBefore: Int64?
+  }
+
+  func loadLive() throws -> LiveState {
+    try queue.read { db in
+      var state = LiveState()
+      for row in try Row.fetchAll(db, sql: "SELECT order_id, state FROM live_orders") {
+        state.snapshot.open[row[0]] = row[1]
+      }
+      for row in try Row.fetchAll(db, sql: "SELECT order_id, data FROM live_tombstones") {
+        state.snapshot.tombstones[row[0]] = row[1]
+      }
+      for row in try Row.fetchAll(db, sql: "SELECT kind, alias, order_id FROM live_aliases") {
+        state.snapshot.aliases[AliasKey(kind: row[0], key: row[1])] = row[2]
+      }
+      for row in try Row.fetchAll(db, sql: "SELECT key, value FROM live_meta") {
+        let key: String = row[0]
+        let value: Data = row[1]
+        if key == "pending" {
+          state.snapshot.pending = value
+        } else if key == "watermark", let v = Int64(String(decoding: value, as: UTF8.self)) {
+          state.snapshot.watermark = v
+        } else if key.hasPrefix("watch:"), let v = Double(String(decoding: value, as: UTF8.self)) {
+          state.watchSince[String(key.dropFirst(6))] = v
+        }
+      }
+      for row in try Row.fetchAll(
+        db,
+        sql: "SELECT fingerprint, source, path, offset, line, done, processed FROM live_checkpoints"
+      ) {
+        guard let fp = UInt64(row[0] as String, radix: 16) else { continue }
+        let processed = (row[6] as String).split(separator: ",").compactMap { UInt64($0) }
+        state.checkpoints[fp] = TailCheckpoint(
+          fingerprint: fp, source: row[1], path: row[2], offset: UInt64(row[3] as Int64),
+          line: row[4],
+          done: (row[5] as Int) != 0, processed: processed)
+      }
+      let spool = try Row.fetchOne(
+        db, sql: "SELECT count(*), coalesce(sum(length(span)), 0) FROM spool")
+      state.spoolSpans = spool?[0] ?? 0
+      state.spoolBytes = spool?[1] ?? 0
+      return state
+    }
+  }
+
+  /// Commits spans, checkpoints and order state in one transaction; returns the bytes added
+  /// to the spool.
+  @discardableResult
+  func commitLive(_ commit: LiveCommit, traceIDs: (String) -> TraceID) throws -> Int64 {
+    let encoder = JSONEncoder()
+    let encoded = try commit.spans.map { try encoder.encode($0) }
+    try queue.write { db in
+      let spool = try db.cachedStatement(sql: "INSERT INTO spool (span, created_ns) VALUES (?, ?)")
+      for span in encoded { try spool.execute(arguments: [span, commit.nowNs]) }
+      let upsert = try db.cachedStatement(
+        sql: "INSERT OR REPLACE INTO live_orders (order_id, state) VALUES (?, ?)")
+      for (id, state) in commit.delta.upserted { try upsert.execute(arguments: [id, state]) }
+      let removeOrder = try db.cachedStatement(sql: "DELETE FROM live_orders WHERE order_id = ?")
+      let tombstone = try db.cachedStatement(
+        sql:
+          "INSERT OR REPLACE INTO live_tombstones (order_id, closed_at_ns, data) VALUES (?, ?, ?)")
+      for (id, data) in commit.delta.closed {
+        try removeOrder.execute(arguments: [id])
+        try tombstone.execute(arguments: [id, commit.delta.watermark, data])
+      }
+      let alias = try db.cachedStatement(
+        sql: "INSERT OR REPLACE INTO live_aliases (kind, alias, order_id) VALUES (?, ?, ?)")
+      for (a, id) in commit.delta.aliases { try alias.execute(arguments: [a.kind, a.key, id]) }
+      let meta = try db.cachedStatement(
+        sql: "INSERT OR REPLACE INTO live_meta (key, value) VALUES (?, ?)")
+      if let pending = commit.delta.pending { try meta.execute(arguments: ["pending", pending]) }
+      try meta.execute(arguments: ["watermark", Data("\(commit.delta.watermark)".utf8)])
+      let now = Data("\(Double(commit.nowNs) / 1e9)".utf8)
+      for source in commit.sources { try meta.execute(arguments: ["watch:\(source)", now]) }
+      let checkpoint = try db.cachedStatement(
+        sql: """
+          INSERT OR REPLACE INTO live_checkpoints
+          (fingerprint, source, path, offset, line, done, processed, updated_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+          """)
+      for c in commit.checkpoints {
+        try checkpoint.execute(arguments: [
+          String(c.fingerprint, radix: 16), c.source, c.path, Int64(c.offset), c.line,
+          c.done ? 1 : 0,
+          c.processed.map(String.init).joined(separator: ","), commit.nowNs,
+        ])
+      }
+      if !commit.timeline.isEmpty { try Self.apply(commit.timeline, in: db, traceIDs: traceIDs) }
+      if let before = commit.forgetClosedBefore {
+        try db.execute(
+          sql: """
+            DELETE FROM live_aliases WHERE order_id IN
+              (SELECT order_id FROM live_tombstones WHERE closed_at_ns < ?);
+            DELETE FROM live_tombstones WHERE closed_at_ns < ?;
+            """, arguments: [before, before])
+      }
+    }
+    return encoded.reduce(0) { $0 + Int64($1.count) }
+  }
+
+  /// The oldest spooled spans, in spool order, at most `maxSpans` of them.
+  func spoolBatch(maxSpans: Int) throws -> [(seq: Int64, span: Data)] {
+    try queue.read { db in
+      try Row.fetchAll(
+        db, sql: "SELECT seq, span FROM spool ORDER BY seq LIMIT ?", arguments: [maxSpans]
+      )
+      .map { ($0[0], $0[1]) }
+    }
+  }
+
+  /// Removes delivered (or refused) spans.
+  func spoolDelete(_ seqs: [Int64]) throws {
+    guard let first = seqs.min(), let last = seqs.max() else { return }
+    try queue.write { db in
+      if last - first + 1 == Int64(seqs.count) {
+        try db.execute(
+          sql: "DELETE FROM spool WHERE seq BETWEEN ? AND ?", arguments: [first, last])
+      } else {
+        let s = try db.cachedStatement(sql: "DELETE FROM spool WHERE seq = ?")
+        for seq in seqs { try s.execute(arguments: [seq]) }
+      }
+    }
+  }
+
+  /// When the oldest spooled span was spooled (UTC ns), nil when the spool is empty.
+  func spoolOldest() throws -> Int64? {
+    try queue.read { db in
+      try Int64.fetchOne(db, sql: "SELECT created_ns FROM spool ORDER BY seq LIMIT 1")
+    }
+  }
+}
