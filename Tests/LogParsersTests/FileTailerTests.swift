@@ -179,6 +179,28 @@ final class FileTailerTests: XCTestCase {
     XCTAssertEqual(seen, ["y1"])
   }
 
+  /// The bridge may not look for a while (catching up after a restart): by then the file was
+  /// truncated and has grown past the point where reading stood. The head tells.
+  func testTruncatedFileThatGrewPastTheReadPositionIsReadFromItsStart() throws {
+    try append("app.log", ["old-1", "old-2"])
+    let t = tailer(try source())
+    XCTAssertEqual(poll(t), ["old-1", "old-2"])
+    let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path("app.log")))
+    try h.truncate(atOffset: 0)
+    try h.close()
+    try append("app.log", ["new-first-line", "new-2", "new-3"])
+    var seen: [String] = []
+    var truncated: [String] = []
+    for i in 0..<3 {
+      let report = t.poll(now: 1001 + Double(i)) { _, r in
+        seen.append(String(decoding: r.text, as: UTF8.self))
+      }
+      truncated += report.truncated
+    }
+    XCTAssertEqual(truncated, [path("app.log")])
+    XCTAssertEqual(seen, ["new-first-line", "new-2", "new-3"])
+  }
+
   func testDeletedFileIsClosedAndARecreatedOneIsRead() throws {
     try append("app.log", ["del1"])
     let t = tailer(try source(), quiet: 0)

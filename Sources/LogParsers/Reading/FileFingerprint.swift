@@ -46,6 +46,25 @@ public enum FileFingerprint {
     return nil
   }
 
+  /// The fingerprint of the plain file open as `descriptor`, read with `pread` (the reading
+  /// position is not moved); nil while its first line is incomplete and shorter than
+  /// ``headBytes``. Live mode compares it with the fingerprint the file was opened with: a
+  /// difference means the file was truncated and written anew, even when it has already grown
+  /// past the point where reading stood.
+  public static func compute(descriptor: Int32, maxLineBytes: Int = 65536) -> UInt64? {
+    var head = [UInt8](repeating: 0, count: headBytes + 1)
+    let n = head.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, headBytes + 1, 0) }
+    guard n > 0 else { return nil }
+    head.removeLast(head.count - n)
+    if let nl = head.firstIndex(of: 0x0A) {
+      return hashLine(head, end: nl, maxLineBytes: maxLineBytes)
+    }
+    if n > headBytes || n > maxLineBytes {
+      return hashLine(head, end: n, maxLineBytes: maxLineBytes)
+    }
+    return nil
+  }
+
   private static func hashLine(_ head: [UInt8], end: Int, maxLineBytes: Int) -> UInt64 {
     var e = end
     if e > 0 && head[e - 1] == 0x0D { e -= 1 }

@@ -142,6 +142,13 @@ public final class LogFileReader {
     }
   }
 
+  /// The ``FileFingerprint`` of the open plain file's head as it is now (nil for gzip, a
+  /// closed reader, or a first line not complete yet).
+  public func headFingerprint(maxLineBytes: Int) -> UInt64? {
+    guard descriptor >= 0, !isGzip else { return nil }
+    return FileFingerprint.compute(descriptor: descriptor, maxLineBytes: maxLineBytes)
+  }
+
   /// `fstat` of the open file: its size, links and identity now. False once closed.
   public func status(_ info: inout stat) -> Bool {
     descriptor >= 0 && fstat(descriptor, &info) == 0

@@ -300,7 +300,10 @@ public final class FileTailer {
     let haveInfo = file.reader.status(&info)
     if haveInfo {
       file.size = Int64(info.st_size)
-      if !file.isGzip && UInt64(info.st_size) < file.readOffset {
+      if !file.isGzip
+        && (UInt64(info.st_size) < file.readOffset
+          || file.reader.headFingerprint(maxLineBytes: file.source.maxLineBytes) != file.fingerprint)
+      {
         // Truncated in place. What was read is kept; the copy, if any (copytruncate), is
         // found by its fingerprint and resumed from the checkpoint.
         report.truncated.append(file.path)

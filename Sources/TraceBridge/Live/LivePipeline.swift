@@ -149,9 +149,19 @@ public final class LivePipeline: @unchecked Sendable {
     tailerOptions.multilineFlush = live.multilineFlush
     tailerOptions.rotatedQuietPeriod = live.rotatedQuietPeriod
     tailerOptions.startAtEnd = live.startAtEnd
+    var progress: [UInt64: FileProgress] = [:]
+    // A file opened again under a known fingerprint (the copy of a copytruncate, the gzip of
+    // a file left half read) skips what was processed and what still waits in the window.
+    func resumePoint(_ fingerprint: UInt64) -> TailCheckpoint? {
+      guard var c = checkpoints[fingerprint] else { return nil }
+      if let p = progress[fingerprint] {
+        c.processed += p.processed + Array(p.inflight.keys)
+      }
+      return c
+    }
     let tailer = FileTailer(
       sources: configuration.sources, options: tailerOptions, watchSince: state.watchSince,
-      checkpoint: { checkpoints[$0] })
+      checkpoint: { resumePoint($0) })
 
     var evaluators: [String: RuleEvaluator] = [:]
     for source in configuration.sources {
@@ -189,7 +199,6 @@ public final class LivePipeline: @unchecked Sendable {
         ])
     }
 
-    var progress: [UInt64: FileProgress] = [:]
     var held = Heap<Held>()
     var sequence: UInt64 = 0
     var maxEventTime: Int64 = state.snapshot.watermark
