@@ -411,6 +411,11 @@ class Bridge:
 
     # -- reporting ---------------------------------------------------------
 
+    def stderr_text(self) -> str:
+        """Everything the runs so far wrote to standard error."""
+        return "".join(Path(run["stderr"]).read_text(encoding="utf-8", errors="replace")
+                       for run in self.runs)
+
     def describe(self) -> str:
         parts = []
         for n, run in enumerate(self.runs):
@@ -903,3 +908,33 @@ def test_healthz_readyz_and_metrics_in_prometheus_text(live_env):
     assert not problems, report(problems, "problems with /metrics") + f"\n{text[:3000]}"
     code = env.bridge.terminate()
     assert code == 0, f"SIGTERM: exit {code}\n{env.bridge.describe()}"
+
+
+# ---------------------------------------------------------------------------
+# g) a full spool pauses reading instead of dropping
+# ---------------------------------------------------------------------------
+
+def test_full_spool_pauses_reading_and_loses_nothing(live_env):
+    # A spool bound a few spans deep: with the receiver down it fills at once.
+    env = live_env(receiver_up=False, spool={"max_bytes": "4KiB"})
+    env.bridge.start()
+    first = range(2_000_200, 2_000_210)
+    env.write_orders(first, noise=1, seed=11)
+    env.bridge.wait_metric("tracebridge_spool_full", lambda v: v == 1,
+                           "never reported the spool full with the receiver down")
+    # While full, new lines wait on disk: no event of these orders is read.
+    events_at_full = env.bridge.metric("tracebridge_events_total") or 0
+    later = range(2_000_210, 2_000_220)
+    env.write_orders(later, noise=1, seed=12)
+    time.sleep(2)
+    assert (env.bridge.metric("tracebridge_events_total") or 0) == events_at_full, \
+        "the bridge kept reading while its spool was full"
+    assert "spool full" in env.bridge.stderr_text(), "the pause was not logged"
+
+    env.receiver.start()
+    expected = env.expected_spans()
+    comparison = wait_for_spans(env, expected, ARRIVE_TIMEOUT)
+    comparison.assert_all(env.describe())
+    env.bridge.wait_metric("tracebridge_spool_full", lambda v: v == 0,
+                           "stayed full after the receiver came back")
+    assert env.bridge.terminate() == 0
