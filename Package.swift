@@ -27,6 +27,9 @@ let package = Package(
     .systemLibrary(
       name: "CZlib", pkgConfig: "zlib",
       providers: [.apt(["zlib1g-dev"])]),
+    .systemLibrary(
+      name: "CRabbitMQ", pkgConfig: "librabbitmq",
+      providers: [.apt(["librabbitmq-dev"])]),
 
     // Event, span and id types. No I/O; every other module depends on it.
     .target(
@@ -36,6 +39,8 @@ let package = Package(
     .target(
       name: "LogParsers",
       dependencies: ["TraceBridgeCore", "CPCRE2", "CZlib"]),
+    // The RabbitMQ connection (rabbitmq-c): consuming, acknowledging, dead-lettering.
+    .target(name: "AMQPConsumer", dependencies: ["TraceBridgeCore", "CRabbitMQ"]),
     // OTLP encoding and transport, file output.
     .target(
       name: "Exporters",
@@ -49,7 +54,7 @@ let package = Package(
     .target(
       name: "TraceBridge",
       dependencies: [
-        "TraceBridgeCore", "LogParsers", "Exporters",
+        "TraceBridgeCore", "LogParsers", "Exporters", "AMQPConsumer",
         .product(name: "Yams", package: "Yams"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "Logging", package: "swift-log"),
@@ -69,6 +74,7 @@ let package = Package(
     .testTarget(name: "TraceBridgeCoreTests", dependencies: ["TraceBridgeCore"]),
     .testTarget(name: "LogParsersTests", dependencies: ["LogParsers"]),
     .testTarget(name: "ExportersTests", dependencies: ["Exporters"]),
+    .testTarget(name: "AMQPConsumerTests", dependencies: ["AMQPConsumer"]),
     .testTarget(
       name: "TraceBridgeTests", dependencies: ["TraceBridge"],
       resources: [.copy("../Fixtures")]),

@@ -101,6 +101,53 @@ final class LiveConfigurationTests: XCTestCase {
     XCTAssertTrue(found[0].contains(":13:") && found[0].contains("512MiB"), found[0])
   }
 
+  private let busSource = #"""
+    sources:
+      - name: bus
+        service: Shop
+        amqp: {queue: orders.events, bind: [{exchange: orders, routing_key: 'order.#'}], prefetch: 50}
+    rules:
+      - name: r
+        source: bus
+        json: {order: /body/orderId, ts: /properties/timestamp}
+        timestamp: {field: ts, format: epoch_seconds}
+        event: {order_id: '${order}'}
+    """#
+
+  func testQueueSourceAndConnectionAreRead() throws {
+    let c = try ConfigurationLoader.parse(
+      "ids: {secret: live-test-secret}\n" + busSource
+        + "\namqp:\n  url: amqp://rabbit:5672/%2F\n  user_env: RU\n  password_env: RP\n",
+      file: file, environment: ["RU": "bridge", "RP": "pw"])
+    let q = try XCTUnwrap(c.amqpSources["bus"])
+    XCTAssertEqual(q.queue, "orders.events")
+    XCTAssertEqual(q.prefetch, 50)
+    XCTAssertEqual(q.bindings.first?.exchange, "orders")
+    XCTAssertEqual(q.deadLetterQueue, "orders.events.dead")
+    XCTAssertEqual(c.amqp?.user, "bridge")
+    XCTAssertEqual(c.amqp?.password, "pw")
+    XCTAssertEqual(c.source(named: "bus")?.paths, [])
+  }
+
+  func testQueueSourceWithoutAMQPConnectionOrWithUnsetCredentialsIsReported() {
+    var found: [String] = []
+    do {
+      _ = try ConfigurationLoader.parse(
+        "ids: {secret: live-test-secret}\n" + busSource + "\n", file: file)
+    } catch { found = error.issues.map(\.description) }
+    XCTAssertTrue(
+      found.contains { $0.contains("add amqp: {url: amqp://host:5672/%2F}") }, "\(found)")
+    found = []
+    do {
+      _ = try ConfigurationLoader.parse(
+        "ids: {secret: live-test-secret}\n" + busSource
+          + "\namqp:\n  url: amqp://r/%2F\n  password_env: NOPE\n",
+        file: file, environment: [:])
+    } catch { found = error.issues.map(\.description) }
+    XCTAssertEqual(found.count, 1, "\(found)")
+    XCTAssertTrue(found[0].contains(":14:") && found[0].contains("NOPE is not set"), "\(found)")
+  }
+
   func testParseListenAcceptsIPv6() {
     XCTAssertEqual(ConfigurationLoader.parseListen("[::1]:9464")?.host, "::1")
     XCTAssertEqual(ConfigurationLoader.parseListen("[::1]:9464")?.port, 9464)

@@ -16,6 +16,10 @@ public struct Configuration: Sendable {
   public var rules: [CompiledRule]
   public var exporter: ExporterConfiguration
   public var live = LiveConfiguration()
+  /// Sources that consume a RabbitMQ queue (their `paths` are empty), by source name.
+  public var amqpSources: [String: AMQPSourceSettings] = [:]
+  /// The broker connection, when any source reads a queue.
+  public var amqp: AMQPConnectionSettings?
 
   public var ids: IDDeriver { IDDeriver(secret: secret, namespace: namespace) }
 
@@ -88,4 +92,35 @@ public struct ConfigurationIssue: Sendable, CustomStringConvertible, Equatable {
 public struct ConfigurationError: Error, CustomStringConvertible {
   public var issues: [ConfigurationIssue]
   public var description: String { issues.map(\.description).joined(separator: "\n") }
+}
+
+/// A source's queue: what to consume and where poison messages go.
+public struct AMQPSourceSettings: Sendable {
+  public var queue: String
+  /// Only check that the queue exists (queues the services own) instead of declaring it.
+  public var passive = false
+  public var bindings: [(exchange: String, routingKey: String)] = []
+  public var prefetch = 1000
+  /// Where a message no rule can map goes, with the reason in the `x-tracebridge-reason`
+  /// header. Default: the default exchange with routing key `<queue>.dead` (a durable queue
+  /// of that name is declared).
+  public var deadLetterExchange = ""
+  public var deadLetterRoutingKey: String?
+  /// Larger messages are dead-lettered unread.
+  public var maxMessageBytes = 1 << 20
+  public init(queue: String) { self.queue = queue }
+  public var deadLetterQueue: String { deadLetterRoutingKey ?? "\(queue).dead" }
+}
+
+/// The broker connection of `amqp:`. Credentials from the environment or a file override the
+/// URL's, so that no password needs to be on a command line or in the configuration.
+public struct AMQPConnectionSettings: Sendable {
+  public var url = "amqp://127.0.0.1:5672/%2F"
+  public var user: String?
+  public var password: String?
+  public var heartbeatSeconds = 30
+  public var caFile: String?
+  public var certFile: String?
+  public var keyFile: String?
+  public init() {}
 }

@@ -71,6 +71,8 @@ private struct Parser {
   /// Every source some rule names, also rules with errors (so their source is not also
   /// reported as having no rule).
   var sourcesWithRules: Set<String> = []
+  /// Sources that consume a RabbitMQ queue, by name.
+  var amqpSources: [String: AMQPSourceSettings] = [:]
 
   init(file: String, environment: [String: String]) {
     self.file = file
@@ -191,7 +193,7 @@ private struct Parser {
         known: [
           "namespace", "ids", "data_dir", "store", "rejected", "orders", "patterns", "sources",
           "rules", "exporter",
-          "live", "spool",
+          "live", "spool", "amqp",
         ])
     else { return nil }
     let node = Dictionary(top, uniquingKeysWith: { a, _ in a })
@@ -269,7 +271,148 @@ private struct Parser {
       rejectedPath: rejectedPath, orders: orders, sources: sources, rules: rules, exporter: exporter
     )
     configuration.live = live
+    configuration.amqpSources = amqpSources
+    if !amqpSources.isEmpty {
+      if let a = node["amqp"] {
+        configuration.amqp = amqpConnection(a)
+      } else {
+        issue(
+          root,
+          "sources \(amqpSources.keys.sorted().joined(separator: ", ")) read RabbitMQ queues: add amqp: {url: amqp://host:5672/%2F}"
+        )
+      }
+    } else if let a = node["amqp"] {
+      configuration.amqp = amqpConnection(a)
+    }
     return configuration
+  }
+
+  mutating func amqpSource(_ node: Node, _ w: String) -> AMQPSourceSettings? {
+    guard
+      let pairs = mapping(
+        node, "\(w): amqp",
+        known: ["queue", "passive", "bind", "prefetch", "dead_letter", "max_message_bytes"])
+    else { return nil }
+    let m = Dictionary(pairs, uniquingKeysWith: { a, _ in a })
+    guard let qn = m["queue"], let queue = string(qn, "\(w): amqp.queue"), !queue.isEmpty else {
+      issue(node, "\(w): amqp needs queue: the queue to consume")
+      return nil
+    }
+    var settings = AMQPSourceSettings(queue: queue)
+    if let p = m["passive"], let s = string(p, "\(w): amqp.passive") {
+      switch s {
+      case "true": settings.passive = true
+      case "false": settings.passive = false
+      default: issue(p, "\(w): amqp.passive must be true or false")
+      }
+    }
+    if let b = m["bind"] {
+      if let seq = b.sequence {
+        for item in seq {
+          guard let bp = mapping(item, "\(w): amqp.bind", known: ["exchange", "routing_key"]) else {
+            continue
+          }
+          let d = Dictionary(bp, uniquingKeysWith: { a, _ in a })
+          guard let e = d["exchange"].flatMap({ string($0, "\(w): amqp.bind.exchange") }) else {
+            issue(item, "\(w): amqp.bind needs exchange (and routing_key)")
+            continue
+          }
+          let r = d["routing_key"].flatMap { string($0, "\(w): amqp.bind.routing_key") } ?? ""
+          settings.bindings.append((e, r))
+        }
+      } else {
+        issue(b, "\(w): amqp.bind must be a list of {exchange, routing_key}")
+      }
+    }
+    if let p = m["prefetch"], let n = positiveInt(p, "\(w): amqp.prefetch") {
+      settings.prefetch = min(n, 65535)
+    }
+    if let d = m["dead_letter"],
+      let dp = mapping(d, "\(w): amqp.dead_letter", known: ["exchange", "routing_key"])
+    {
+      for (k, v) in dp {
+        guard let s = string(v, "\(w): amqp.dead_letter.\(k)") else { continue }
+        if k == "exchange" {
+          settings.deadLetterExchange = s
+        } else {
+          settings.deadLetterRoutingKey = s
+        }
+      }
+    }
+    if let mb = m["max_message_bytes"], let text = string(mb, "\(w): amqp.max_message_bytes") {
+      if let n = Self.parseByteSize(text) {
+        settings.maxMessageBytes = Int(min(n, Int64(Int32.max)))
+      } else {
+        issue(mb, "\(w): amqp.max_message_bytes: '\(text)' is not a size; write it like 1MiB")
+      }
+    }
+    return settings
+  }
+
+  mutating func amqpConnection(_ node: Node) -> AMQPConnectionSettings? {
+    guard
+      let pairs = mapping(
+        node, "amqp",
+        known: ["url", "url_env", "user_env", "password_env", "password_file", "heartbeat", "tls"])
+    else { return nil }
+    var settings = AMQPConnectionSettings()
+    var sawURL = false
+    for (k, v) in pairs {
+      switch k {
+      case "url", "url_env":
+        guard let s = string(v, "amqp.\(k)") else { continue }
+        let url = k == "url" ? s : environment[s]
+        guard let url else {
+          issue(v, "amqp.url_env: the environment variable \(s) is not set")
+          continue
+        }
+        sawURL = true
+        settings.url = url
+        if !(url.hasPrefix("amqp://") || url.hasPrefix("amqps://")) {
+          issue(
+            v,
+            "amqp.\(k): '\(k == "url" ? url : s)' is not an AMQP URL; write amqp://host:5672/%2F or amqps://host:5671/vhost"
+          )
+        }
+      case "user_env", "password_env":
+        guard let s = string(v, "amqp.\(k)") else { continue }
+        guard let value = environment[s] else {
+          issue(v, "amqp.\(k): the environment variable \(s) is not set")
+          continue
+        }
+        if k == "user_env" { settings.user = value } else { settings.password = value }
+      case "password_file":
+        guard let s = string(v, "amqp.password_file") else { continue }
+        let path = resolve(s)
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+          issue(v, "amqp.password_file: cannot read \(path)")
+          continue
+        }
+        settings.password = text.hasSuffix("\n") ? String(text.dropLast()) : text
+      case "heartbeat":
+        if let d = duration(v, "amqp.heartbeat") {
+          settings.heartbeatSeconds = max(0, Int(d / 1_000_000_000))
+        }
+      default:
+        guard let tp = mapping(v, "amqp.tls", known: ["ca_file", "cert_file", "key_file"]) else {
+          continue
+        }
+        for (tk, tv) in tp {
+          guard let s = string(tv, "amqp.tls.\(tk)") else { continue }
+          let path = resolve(s)
+          if !FileManager.default.isReadableFile(atPath: path) {
+            issue(tv, "amqp.tls.\(tk): cannot read \(path)")
+          }
+          switch tk {
+          case "ca_file": settings.caFile = path
+          case "cert_file": settings.certFile = path
+          default: settings.keyFile = path
+          }
+        }
+      }
+    }
+    if !sawURL { issue(node, "amqp needs url: (or url_env:), e.g. amqp://rabbitmq:5672/%2F") }
+    return settings
   }
 
   mutating func live(_ node: Node, base: LiveConfiguration) -> LiveConfiguration {
@@ -406,6 +549,7 @@ private struct Parser {
           item, what,
           known: [
             "name", "service", "paths", "encoding", "timezone", "multiline", "max_line_bytes",
+            "amqp",
           ])
       else { continue }
       let m = Dictionary(pairs, uniquingKeysWith: { a, _ in a })
@@ -428,7 +572,12 @@ private struct Parser {
         continue
       }
       var paths: [String] = []
-      if let p = m["paths"], let list = strings(p, "\(w): paths") {
+      if let q = m["amqp"] {
+        if m["paths"] != nil {
+          issue(q, "\(w) has both paths and amqp; a source reads files or a queue, not both")
+        }
+        if let settings = amqpSource(q, w) { amqpSources[name] = settings }
+      } else if let p = m["paths"], let list = strings(p, "\(w): paths") {
         paths = list.map(resolve)
       } else {
         issue(item, "\(w) needs paths: the log files, e.g. [/var/log/mes/mes.log]")

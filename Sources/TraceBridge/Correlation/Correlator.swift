@@ -322,7 +322,33 @@ public final class Correlator {
 
   private func emitSpan(_ span: SpanRecord) {
     statistics.spans += 1
+    var span = span
+    // An upstream W3C traceparent (a message header) becomes a link to the service's own trace.
+    if let i = span.attributes.firstIndex(where: { $0.key == Self.traceparentAttribute }) {
+      if case .string(let text) = span.attributes[i].value, let link = Self.link(traceparent: text)
+      {
+        span.links.append(link)
+      }
+      span.attributes.remove(at: i)
+    }
     emit(span)
+  }
+
+  /// The attribute a source sets to the `traceparent` it found; spans turn it into a link.
+  public static let traceparentAttribute = "tracebridge.traceparent"
+
+  /// A link to the span a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`) names; nil for
+  /// a malformed one or all-zero ids.
+  static func link(traceparent text: String) -> SpanLink? {
+    let parts = text.split(separator: "-")
+    guard parts.count >= 4, parts[0].count == 2, parts[1].count == 32, parts[2].count == 16,
+      let high = UInt64(parts[1].prefix(16), radix: 16),
+      let low = UInt64(parts[1].suffix(16), radix: 16),
+      let span = UInt64(parts[2], radix: 16), high | low != 0, span != 0
+    else { return nil }
+    return SpanLink(
+      traceID: TraceID(high: high, low: low), spanID: SpanID(span),
+      attributes: [Attribute("tracebridge.link.source", "traceparent")])
   }
 
   private func close(_ id: String) {

@@ -19,6 +19,7 @@ public final class LiveMetrics: Sendable {
   let exportRetries: Counter
   let exportFailures: Counter
   let spoolLatency: ValueHistogram
+  let messageLatency: ValueHistogram
 
   public init() {
     events = registry.makeCounter(
@@ -63,6 +64,12 @@ public final class LiveMetrics: Sendable {
         metricName: "tracebridge_read_to_spool_seconds", unitName: "",
         helpText: "From a line being read to its event's spans being committed to the spool"),
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30])
+    messageLatency = registry.makeValueHistogram(
+      descriptor: .init(
+        metricName: "tracebridge_amqp_message_to_spool_seconds", unitName: "",
+        helpText:
+          "From a message's event time (its timestamp) to its spans being committed to the spool"),
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60])
   }
 
   public func render() -> [UInt8] { registry.emitToBuffer() }
@@ -122,6 +129,33 @@ public final class LiveMetrics: Sendable {
     counter(
       "tracebridge_files_truncated_total", [("source", source)],
       help: "Files seen truncated in place")
+  }
+  func amqpReceived(_ source: String) -> Counter {
+    counter(
+      "tracebridge_amqp_messages_received_total", [("source", source)],
+      help: "Messages delivered by RabbitMQ")
+  }
+  func amqpAcked(_ source: String) -> Counter {
+    counter(
+      "tracebridge_amqp_messages_acked_total", [("source", source)],
+      help: "Messages acknowledged (their spans committed, or dead-lettered)")
+  }
+  func amqpDeadLettered(_ source: String) -> Counter {
+    counter(
+      "tracebridge_amqp_messages_dead_lettered_total", [("source", source)],
+      help: "Messages no rule could map, published to the dead-letter queue with the reason")
+  }
+  func amqpReconnects(_ source: String) -> Counter {
+    counter(
+      "tracebridge_amqp_reconnects_total", [("source", source)],
+      help: "Connections to RabbitMQ lost and retried")
+  }
+  func amqpDuplicates(_ source: String) -> Counter {
+    counter(
+      "tracebridge_amqp_duplicates_total", [("source", source)],
+      help:
+        "Redelivered or re-sent messages whose events were already committed (acknowledged, not processed again)"
+    )
   }
   func fileBytesRead(_ source: String, _ path: String) -> Counter {
     counter(

@@ -27,12 +27,14 @@ public final class LivePipeline: @unchecked Sendable {
   private var isReady = false
   private var fatal: String?
   private let wake: () -> Void
+  private let intake: AMQPIntake?
 
   /// - Parameter wake: called after a commit added spans to the spool (wakes the sender).
   init(
     configuration: Configuration, store: StateStore, metrics: LiveMetrics, spool: SpoolCounters,
-    logger: Logger, wake: @escaping () -> Void
+    intake: AMQPIntake?, logger: Logger, wake: @escaping () -> Void
   ) {
+    self.intake = intake
     self.configuration = configuration
     self.store = store
     self.metrics = metrics
@@ -132,6 +134,8 @@ public final class LivePipeline: @unchecked Sendable {
     var rule: Int
     var arrival: Double
     var sequence: UInt64
+    /// Set for an event from a queue: acknowledged after the commit that follows its release.
+    var delivery: DeliveryRef? = nil
     static func < (a: Held, b: Held) -> Bool {
       (a.event.timeUnixNano, a.sequence) < (b.event.timeUnixNano, b.sequence)
     }
@@ -190,6 +194,7 @@ public final class LivePipeline: @unchecked Sendable {
       closed: { timeline.append(.closed($0)) })
     try correlator.restore(state.snapshot)
     correlator.trackChanges()
+    intake?.start()
     if !state.snapshot.open.isEmpty || state.spoolSpans > 0 {
       logger.notice(
         "resumed",
@@ -204,6 +209,24 @@ public final class LivePipeline: @unchecked Sendable {
     var maxEventTime: Int64 = state.snapshot.watermark
     var lastCommit = Date().timeIntervalSince1970
     var readTimes: [Double] = []
+    // Queue messages: their identities already committed (loaded from the store), in the
+    // window, committed since the last commit; deliveries to acknowledge after the next commit.
+    let dedupeWindow = 900.0
+    var seenMessages: Set<SourceKey> = []
+    var seenOrder: [(SourceKey, Double)] = []
+    var seenHead = 0
+    for key in try store.loadSeenMessages(
+      since: Int64((Date().timeIntervalSince1970 - dedupeWindow) * 1e9))
+    {
+      seenMessages.insert(key)
+      seenOrder.append((key, Date().timeIntervalSince1970))
+    }
+    var lastSeenPrune = Date().timeIntervalSince1970
+    var inflightMessages: Set<SourceKey> = []
+    var newSeen: [SourceKey] = []
+    var pendingAcks: [DeliveryRef] = []
+    var duplicateAcks: [(SourceKey, DeliveryRef)] = []
+    var messageTimes: [Double] = []
     var spoolFullLogged = false
     var lastStatsUpdate = 0.0
     let window = live.reorderWindow
@@ -259,6 +282,19 @@ public final class LivePipeline: @unchecked Sendable {
         }
         metrics.ruleMatches(ruleNames[h.rule]).increment()
         metrics.events.increment()
+        if let d = h.delivery {
+          inflightMessages.remove(e.sourceKey)
+          if seenMessages.insert(e.sourceKey).inserted {
+            newSeen.append(e.sourceKey)
+            seenOrder.append((e.sourceKey, now))
+          } else {
+            // Two copies were in flight (a redelivery after a reconnect): one is enough.
+            pendingAcks.append(d)
+            continue
+          }
+          pendingAcks.append(d)
+          messageTimes.append(Double(e.timeUnixNano) / 1e9)
+        }
         correlator.process(e)
         readTimes.append(h.arrival)
         if e.timeUnixNano > maxEventTime { maxEventTime = e.timeUnixNano }
@@ -301,7 +337,14 @@ public final class LivePipeline: @unchecked Sendable {
         sources: configuration.sources.map(\.name), nowNs: nowNs,
         forgetClosedBefore: maxEventTime > Int64.min + horizon ? maxEventTime - horizon : nil)
       let ids = configuration.ids
-      let added = try store.commitLive(commitRecord) { ids.traceID(orderID: $0) }
+      var record = commitRecord
+      record.seenMessages = newSeen.map(\.description)
+      let added = try store.commitLive(record) { ids.traceID(orderID: $0) }
+      newSeen.removeAll(keepingCapacity: true)
+      intake?.acknowledge(pendingAcks)
+      pendingAcks.removeAll(keepingCapacity: true)
+      for t in messageTimes { metrics.messageLatency.record(max(0, now - t)) }
+      messageTimes.removeAll(keepingCapacity: true)
       if !spans.isEmpty {
         spool.add(spans: spans.count, bytes: added)
         wake()
@@ -372,6 +415,35 @@ public final class LivePipeline: @unchecked Sendable {
         }
         metrics.spoolFull.set(Int64(0))
         let report = tailer.poll(now: now) { file, record in handle(file, record, now: now) }
+        if let intake {
+          for q in intake.drain() {
+            idle = false
+            let key = q.event.sourceKey
+            if seenMessages.contains(key) || inflightMessages.contains(key) {
+              metrics.amqpDuplicates(q.event.sourceKey.source).increment()
+              if seenMessages.contains(key) {
+                pendingAcks.append(q.delivery)
+              } else {
+                duplicateAcks.append((key, q.delivery))
+              }
+              continue
+            }
+            inflightMessages.insert(key)
+            sequence += 1
+            held.insert(
+              Held(
+                event: q.event, rule: q.rule, arrival: q.received, sequence: sequence,
+                delivery: q.delivery))
+          }
+          // A duplicate of a copy still in the window is acknowledged once that copy is.
+          duplicateAcks.removeAll { pair in
+            if seenMessages.contains(pair.0) {
+              pendingAcks.append(pair.1)
+              return true
+            }
+            return false
+          }
+        }
         if report.bytes > 0 { idle = false }
         countReads()
         for path in report.opened { logger.info("reading", metadata: ["file": "\(path)"]) }
@@ -403,6 +475,19 @@ public final class LivePipeline: @unchecked Sendable {
         }
       }
       release(now: now, all: false)
+      if now - lastSeenPrune >= 60 {
+        // Redeliveries come within minutes: identities older than the window are forgotten.
+        while seenHead < seenOrder.count, now - seenOrder[seenHead].1 > dedupeWindow {
+          seenMessages.remove(seenOrder[seenHead].0)
+          seenHead += 1
+        }
+        if seenHead > 65536 {
+          seenOrder.removeFirst(seenHead)
+          seenHead = 0
+        }
+        try? store.forgetSeenMessages(before: Int64((now - dedupeWindow) * 1e9))
+        lastSeenPrune = now
+      }
       let nowNs = Int64(now * 1e9)
       correlator.advance(to: max(maxEventTime, nowNs - Int64(window * 1e9)))
       if now - lastCommit >= live.commitInterval || first {
@@ -425,6 +510,7 @@ public final class LivePipeline: @unchecked Sendable {
     // Shutdown: commit what was processed; what waits in the reorder window is re-read on
     // the next start (the checkpoints stop before it).
     try commit(now: Date().timeIntervalSince1970)
+    intake?.stop()
     tailer.closeAll()
   }
 

@@ -59,8 +59,10 @@ public final class LiveRunner: Sendable {
       spool: spool, refusedDirectory: configuration.dataDirectory + "/export-refused",
       logger: logger)
     let sender = sender
+    let intake = try AMQPIntake(configuration: configuration, metrics: metrics, logger: logger)
     pipeline = LivePipeline(
-      configuration: configuration, store: store, metrics: metrics, spool: spool, logger: logger,
+      configuration: configuration, store: store, metrics: metrics, spool: spool, intake: intake,
+      logger: logger,
       wake: { sender.wake() })
   }
 

@@ -60,6 +60,8 @@ extension StateStore {
     var nowNs: Int64
     /// Tombstones of orders closed before this time are forgotten, with their aliases.
     var forgetClosedBefore: Int64?
+    /// Identities (source keys) of queue messages whose events this commit holds.
+    var seenMessages: [String] = []
   }
 
   func loadLive() throws -> LiveState {
@@ -146,6 +148,11 @@ extension StateStore {
         ])
       }
       if !commit.timeline.isEmpty { try Self.apply(commit.timeline, in: db, traceIDs: traceIDs) }
+      if !commit.seenMessages.isEmpty {
+        let seen = try db.cachedStatement(
+          sql: "INSERT OR REPLACE INTO live_seen_messages (key, seen_ns) VALUES (?, ?)")
+        for key in commit.seenMessages { try seen.execute(arguments: [key, commit.nowNs]) }
+      }
       if let before = commit.forgetClosedBefore {
         try db.execute(
           sql: """
@@ -156,6 +163,24 @@ extension StateStore {
       }
     }
     return encoded.reduce(0) { $0 + Int64($1.count) }
+  }
+
+  /// Identities of queue messages committed since `ns` (a redelivery of one is acknowledged,
+  /// not processed again).
+  func loadSeenMessages(since ns: Int64) throws -> [SourceKey] {
+    try queue.read { db in
+      try String.fetchAll(
+        db, sql: "SELECT key FROM live_seen_messages WHERE seen_ns >= ?", arguments: [ns]
+      )
+      .compactMap(SourceKey.init(parsing:))
+    }
+  }
+
+  /// Forgets message identities committed before `ns`.
+  func forgetSeenMessages(before ns: Int64) throws {
+    try queue.write { db in
+      try db.execute(sql: "DELETE FROM live_seen_messages WHERE seen_ns < ?", arguments: [ns])
+    }
   }
 
   /// The oldest spooled spans, in spool order, at most `maxSpans` of them.

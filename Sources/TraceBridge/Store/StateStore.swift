@@ -73,6 +73,13 @@ public final class StateStore: Sendable {
     m.registerMigration("v2-live-checkpoints-correlator-spool") { db in
       try Self.createLiveTables(db)
     }
+    m.registerMigration("v3-seen-queue-messages") { db in
+      try db.execute(
+        sql: """
+          CREATE TABLE live_seen_messages (key TEXT PRIMARY KEY, seen_ns INTEGER NOT NULL) WITHOUT ROWID;
+          CREATE INDEX live_seen_messages_by_time ON live_seen_messages(seen_ns);
+          """)
+    }
     return m
   }
 

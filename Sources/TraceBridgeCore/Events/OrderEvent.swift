@@ -102,4 +102,13 @@ public struct SourceKey: Sendable, Hashable, Codable, CustomStringConvertible {
   public var description: String {
     "\(source)/\(String(stream, radix: 16))@\(position)"
   }
+
+  /// Parses ``description``.
+  public init?(parsing text: String) {
+    guard let at = text.lastIndex(of: "@"), let slash = text[..<at].lastIndex(of: "/"),
+      let stream = UInt64(text[text.index(after: slash)..<at], radix: 16),
+      let position = UInt64(text[text.index(after: at)...])
+    else { return nil }
+    self.init(source: String(text[..<slash]), stream: stream, position: position)
+  }
 }
