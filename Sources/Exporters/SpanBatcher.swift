@@ -44,13 +44,23 @@ public final class SpanBatcher {
   }
 
   public func add(_ span: SpanRecord) {
-    let encoded = format == .protobuf ? OTLPProto.encode(span) : OTLPJSON.encode(span)
-    var cost = encoded.count + 8 + groupCost(span.service)
+    add(encoded: Self.encode(span, format: format), service: span.service)
+  }
+
+  /// One span in `format`'s encoding, as ``add(encoded:service:)`` takes it (the live spool
+  /// keeps spans encoded, so that sending them needs no decoding).
+  public static func encode(_ span: SpanRecord, format: ExportFormat) -> [UInt8] {
+    format == .protobuf ? OTLPProto.encode(span) : OTLPJSON.encode(span)
+  }
+
+  /// Adds a span already encoded with ``encode(_:format:)`` in this batcher's format.
+  public func add(encoded: [UInt8], service: String) {
+    var cost = encoded.count + 8 + groupCost(service)
     if count > 0 && bytes + cost + 256 > maxBytes {
       flush()
-      cost = encoded.count + 8 + groupCost(span.service)
+      cost = encoded.count + 8 + groupCost(service)
     }
-    groups[span.service, default: []].append(encoded)
+    groups[service, default: []].append(encoded)
     count += 1
     bytes += cost
     if count >= maxSpans { flush() }

@@ -44,6 +44,7 @@ public final class OTLPHTTPTransport: RequestTransport, @unchecked Sendable {
     queue = BlockingQueue(capacity: max(1, options.maxQueued))
     client = HTTPClient(eventLoopGroupProvider: .singleton)
     let thread = Thread { [self] in
+      ThreadName.set("otlp-http-sender")
       while let request = queue.take() { deliver(request) }
       done.signal()
     }

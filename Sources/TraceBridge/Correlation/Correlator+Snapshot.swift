@@ -13,7 +13,7 @@ struct ChangeLog {
 /// SIGKILL — resumes exactly where the last commit left: the same open orders, aliases and
 /// waiting alias-only events, hence the same spans for the events read after it.
 struct CorrelatorDelta {
-  /// Open orders, JSON-encoded `OrderState`.
+  /// Open orders, `OrderState` in its binary form (`OrderState+Binary.swift`).
   var upserted: [(orderID: String, state: Data)] = []
   /// Orders that closed: now tombstones (JSON-encoded `ClosedOrder`).
   var closed: [(orderID: String, tombstone: Data)] = []
@@ -47,7 +47,7 @@ extension Correlator {
     var delta = CorrelatorDelta(watermark: watermark)
     for id in log.orders.sorted() {
       if let state = open[id] {
-        delta.upserted.append((id, try encoder.encode(state)))
+        delta.upserted.append((id, Data(state.binary())))
       } else if let tombstone = tombstones[id] {
         delta.closed.append((id, try encoder.encode(tombstone)))
       }
@@ -65,7 +65,7 @@ extension Correlator {
   /// Loads the state a previous run committed. Call before the first event.
   func restore(_ snapshot: CorrelatorSnapshot) throws {
     let decoder = JSONDecoder()
-    for (id, data) in snapshot.open { open[id] = try decoder.decode(OrderState.self, from: data) }
+    for (id, data) in snapshot.open { open[id] = try OrderState(binary: [UInt8](data)) }
     for (id, data) in snapshot.tombstones {
       tombstones[id] = try decoder.decode(ClosedOrder.self, from: data)
     }

@@ -140,6 +140,7 @@ final class SourceConsumer: @unchecked Sendable {
 
   func start() {
     let thread = Thread { [self] in
+      ThreadName.set("amqp-\(source.name)")
       run()
       lock.lock()
       finished = true

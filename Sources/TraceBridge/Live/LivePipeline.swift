@@ -28,13 +28,16 @@ public final class LivePipeline: @unchecked Sendable {
   private var fatal: String?
   private let wake: () -> Void
   private let intake: AMQPIntake?
+  /// The exporter's wire format: spans are spooled already encoded in it.
+  private let format: ExportFormat
 
   /// - Parameter wake: called after a commit added spans to the spool (wakes the sender).
   init(
     configuration: Configuration, store: StateStore, metrics: LiveMetrics, spool: SpoolCounters,
-    intake: AMQPIntake?, logger: Logger, wake: @escaping () -> Void
+    intake: AMQPIntake?, format: ExportFormat, logger: Logger, wake: @escaping () -> Void
   ) {
     self.intake = intake
+    self.format = format
     self.configuration = configuration
     self.store = store
     self.metrics = metrics
@@ -60,6 +63,7 @@ public final class LivePipeline: @unchecked Sendable {
   /// Starts the pipeline thread.
   public func start() {
     let thread = Thread { [self] in
+      ThreadName.set("live-pipeline")
       do {
         try run()
       } catch {
@@ -145,6 +149,13 @@ public final class LivePipeline: @unchecked Sendable {
   private func run() throws {
     let live = configuration.live
     let state = try store.loadLive()
+    let formatName = format == .protobuf ? "protobuf" : "json"
+    if state.spoolSpans > 0, let spooled = state.spoolFormat, spooled != formatName {
+      throw CLIError(
+        "the spool holds \(state.spoolSpans) spans encoded for a \(spooled) exporter, but this exporter takes \(formatName); run once more with the previous exporter until /metrics shows tracebridge_spool_spans 0, or delete \(store.path) to drop them",
+        exitCode: 2)
+    }
+    try store.setSpoolFormat(formatName)
     spool.reset(spans: state.spoolSpans, bytes: state.spoolBytes)
     var checkpoints = state.checkpoints
     let ruleNames = configuration.rules.map(\.name)
@@ -175,10 +186,12 @@ public final class LivePipeline: @unchecked Sendable {
     let rejectedWriter = try RejectedWriter(path: configuration.rejectedPath)
     var rejectBuffer: [UInt8] = []
 
-    var spans: [SpanRecord] = []
+    var spans: [(service: String, bytes: [UInt8])] = []
+    let format = format
     var timeline: [StateStore.Change] = []
     let correlator = Correlator(
-      policy: configuration.orders, ids: configuration.ids, emit: { spans.append($0) },
+      policy: configuration.orders, ids: configuration.ids,
+      emit: { spans.append(($0.service, SpanBatcher.encode($0, format: format))) },
       reject: { [metrics] event, reason in
         metrics.rejected(reason.rawValue).increment()
         let text = "\(event.key) \(event.kind.rawValue) \(event.status ?? event.step ?? event.name)"
@@ -470,7 +483,7 @@ public final class LivePipeline: @unchecked Sendable {
           p.path = c.path
           p.done = c.done
           p.dirty = true
-          if !c.done { checkpoints[c.fingerprint] = c }
+          checkpoints[c.fingerprint] = c  // done: not opened again before the commit records it
           progress[c.fingerprint] = p
         }
       }

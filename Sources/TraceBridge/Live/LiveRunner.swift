@@ -62,8 +62,7 @@ public final class LiveRunner: Sendable {
     let intake = try AMQPIntake(configuration: configuration, metrics: metrics, logger: logger)
     pipeline = LivePipeline(
       configuration: configuration, store: store, metrics: metrics, spool: spool, intake: intake,
-      logger: logger,
-      wake: { sender.wake() })
+      format: transport.format, logger: logger, wake: { sender.wake() })
   }
 
   /// Runs until SIGTERM/SIGINT (then returns) or a fatal error (then throws).

@@ -35,6 +35,7 @@ final class SpoolSender: @unchecked Sendable {
 
   func start() {
     let thread = Thread { [self] in
+      ThreadName.set("spool-sender")
       run()
       condition.lock()
       finished = true
@@ -75,9 +76,8 @@ final class SpoolSender: @unchecked Sendable {
   }
 
   private func run() {
-    let decoder = JSONDecoder()
     while !shouldStop {
-      let batch: [(seq: Int64, span: Data)]
+      let batch: [(seq: Int64, service: String, span: [UInt8])]
       do {
         batch = try store.spoolBatch(maxSpans: maxBatchSpans)
         updateGauges()
@@ -94,19 +94,8 @@ final class SpoolSender: @unchecked Sendable {
       let batcher = SpanBatcher(format: transport.format, maxSpans: maxBatchSpans) {
         requests.append($0)
       }
-      var undecodable: [Int64] = []
-      for row in batch {
-        if let span = try? decoder.decode(SpanRecord.self, from: row.span) {
-          batcher.add(span)
-        } else {
-          undecodable.append(row.seq)
-        }
-      }
+      for row in batch { batcher.add(encoded: row.span, service: row.service) }
       batcher.flush()
-      if !undecodable.isEmpty {
-        logger.error(
-          "spool rows that do not decode were removed", metadata: ["rows": "\(undecodable)"])
-      }
       for request in requests {
         switch transport.deliver(request, stop: { self.shouldStop }) {
         case .delivered:

@@ -34,7 +34,8 @@ extension StateStore {
         CREATE TABLE live_meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
         CREATE TABLE spool (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            span BLOB NOT NULL,
+            service TEXT NOT NULL,
+            span BLOB NOT NULL,            -- encoded for the exporter (live_meta spool_format)
             created_ns INTEGER NOT NULL
         );
         """)
@@ -47,12 +48,15 @@ extension StateStore {
     /// Per source, when the previous run last committed (seconds since the epoch).
     var watchSince: [String: Double] = [:]
     var spoolSpans = 0
+    /// The encoding of the spooled spans (`protobuf` or `json`), as the exporter wanted it.
+    var spoolFormat: String?
     var spoolBytes: Int64 = 0
   }
 
   /// One commit of the live pipeline.
   struct LiveCommit {
-    var spans: [SpanRecord] = []
+    /// Spans encoded in the exporter's format, with their service.
+    var spans: [(service: String, bytes: [UInt8])] = []
     var delta: CorrelatorDelta
     var checkpoints: [TailCheckpoint] = []
     var timeline: [Change] = []
@@ -81,6 +85,8 @@ extension StateStore {
         let value: Data = row[1]
         if key == "pending" {
           state.snapshot.pending = value
+        } else if key == "spool_format" {
+          state.spoolFormat = String(decoding: value, as: UTF8.self)
         } else if key == "watermark", let v = Int64(String(decoding: value, as: UTF8.self)) {
           state.snapshot.watermark = v
         } else if key.hasPrefix("watch:"), let v = Double(String(decoding: value, as: UTF8.self)) {
@@ -110,11 +116,12 @@ extension StateStore {
   /// to the spool.
   @discardableResult
   func commitLive(_ commit: LiveCommit, traceIDs: (String) -> TraceID) throws -> Int64 {
-    let encoder = JSONEncoder()
-    let encoded = try commit.spans.map { try encoder.encode($0) }
     try queue.write { db in
-      let spool = try db.cachedStatement(sql: "INSERT INTO spool (span, created_ns) VALUES (?, ?)")
-      for span in encoded { try spool.execute(arguments: [span, commit.nowNs]) }
+      let spool = try db.cachedStatement(
+        sql: "INSERT INTO spool (service, span, created_ns) VALUES (?, ?, ?)")
+      for span in commit.spans {
+        try spool.execute(arguments: [span.service, Data(span.bytes), commit.nowNs])
+      }
       let upsert = try db.cachedStatement(
         sql: "INSERT OR REPLACE INTO live_orders (order_id, state) VALUES (?, ?)")
       for (id, state) in commit.delta.upserted { try upsert.execute(arguments: [id, state]) }
@@ -162,7 +169,16 @@ extension StateStore {
             """, arguments: [before, before])
       }
     }
-    return encoded.reduce(0) { $0 + Int64($1.count) }
+    return commit.spans.reduce(0) { $0 + Int64($1.bytes.count) }
+  }
+
+  /// Records the encoding the spool's spans are in.
+  func setSpoolFormat(_ format: String) throws {
+    try queue.write { db in
+      try db.execute(
+        sql: "INSERT OR REPLACE INTO live_meta (key, value) VALUES ('spool_format', ?)",
+        arguments: [Data(format.utf8)])
+    }
   }
 
   /// Identities of queue messages committed since `ns` (a redelivery of one is acknowledged,
@@ -184,12 +200,12 @@ extension StateStore {
   }
 
   /// The oldest spooled spans, in spool order, at most `maxSpans` of them.
-  func spoolBatch(maxSpans: Int) throws -> [(seq: Int64, span: Data)] {
+  func spoolBatch(maxSpans: Int) throws -> [(seq: Int64, service: String, span: [UInt8])] {
     try queue.read { db in
       try Row.fetchAll(
-        db, sql: "SELECT seq, span FROM spool ORDER BY seq LIMIT ?", arguments: [maxSpans]
+        db, sql: "SELECT seq, service, span FROM spool ORDER BY seq LIMIT ?", arguments: [maxSpans]
       )
-      .map { ($0[0], $0[1]) }
+      .map { ($0[0], $0[1], [UInt8]($0[2] as Data)) }
     }
   }
 

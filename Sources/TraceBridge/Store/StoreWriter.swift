@@ -18,6 +18,7 @@ final class StoreWriter: @unchecked Sendable {
     self.ids = ids
     buffer.reserveCapacity(8192)
     let thread = Thread { [self] in
+      ThreadName.set("store-writer")
       var traceIDs: [String: TraceID] = [:]
       while let batch = queue.take() {
         do {
