@@ -18,6 +18,10 @@ struct Run: AsyncParsableCommand {
       long as it takes. Killing the process at any moment loses nothing; a restart re-sends
       at most spans that were already sent, byte for byte the same.
 
+      Sources with amqp: consume their RabbitMQ queue (see docs/configuration.md): a message
+      is acknowledged once its spans are committed; one no rule can map goes to the queue's
+      dead-letter queue with the reason in the x-tracebridge-reason header.
+
       Serves /healthz, /readyz and /metrics (Prometheus) on live.listen (127.0.0.1:9464).
       SIGTERM or Ctrl-C: commits, sends what it can for a few seconds, and exits 0.
 
