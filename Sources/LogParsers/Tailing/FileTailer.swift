@@ -190,13 +190,6 @@ public final class FileTailer {
     return report
   }
 
-  /// Emits every pending record, partial last lines included (shutdown). The files stay open.
-  public func flushAll(_ body: (TailedFile, LogRecord) -> Void) {
-    for file in files {
-      try? file.records.flushPending(includePartialLine: false) { body(file, $0) }
-    }
-  }
-
   public func closeAll() {
     for f in files { f.reader.close() }
     files.removeAll()

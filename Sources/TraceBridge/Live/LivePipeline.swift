@@ -94,14 +94,6 @@ public final class LivePipeline: @unchecked Sendable {
     return fatal
   }
 
-  /// Waits until the thread ends on its own (a fatal error); returns the error.
-  public func waitForFailure() -> String? {
-    stopLock.lock()
-    while !stopped { stopLock.wait() }
-    defer { stopLock.unlock() }
-    return fatal
-  }
-
   private var shouldStop: Bool {
     stopLock.lock()
     defer { stopLock.unlock() }
