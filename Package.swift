@@ -30,15 +30,18 @@ let package = Package(
     .systemLibrary(
       name: "CRabbitMQ", pkgConfig: "librabbitmq",
       providers: [.apt(["librabbitmq-dev"])]),
+    .systemLibrary(
+      name: "CLibXML2", pkgConfig: "libxml-2.0",
+      providers: [.apt(["libxml2-dev"])]),
 
     // Event, span and id types. No I/O; every other module depends on it.
     .target(
       name: "TraceBridgeCore",
       dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
-    // Rules, decoding, timestamps, multiline, reading files.
+    // Rules, decoding, timestamps, multiline, reading files, XML bodies.
     .target(
       name: "LogParsers",
-      dependencies: ["TraceBridgeCore", "CPCRE2", "CZlib"]),
+      dependencies: ["TraceBridgeCore", "CPCRE2", "CZlib", "CLibXML2"]),
     // The RabbitMQ connection (rabbitmq-c): consuming, acknowledging, dead-lettering.
     .target(name: "AMQPConsumer", dependencies: ["TraceBridgeCore", "CRabbitMQ"]),
     // OTLP encoding and transport, file output.
