@@ -277,6 +277,170 @@ final class ConfigurationLoaderTests: XCTestCase {
     return (text, issues(text))
   }
 
+  // MARK: Rules of queue sources (message bodies)
+
+  private let busSource = #"""
+      - name: bus
+        service: MES
+        amqp: {queue: mes.events}
+    amqp: {url: 'amqp://localhost:5672/'}
+    """#
+
+  /// A configuration with the file source `mes`, the queue source `bus`, and `rule`.
+  private func messageRuleIssues(_ rule: String) -> (text: String, issues: [ConfigurationIssue]) {
+    let text = config(header, mesSource, busSource, mesRule, rule)
+    return (text, issues(text))
+  }
+
+  func testMessageRulesParseWithEveryKey() throws {
+    let text = config(
+      header, mesSource, busSource, mesRule,
+      #"""
+        - name: job
+          source: bus
+          when: {routing_key: 'mes.#', type: JobStarted, content_type: application/xml, headers: {x-plant: P1}}
+          body: xml
+          xml: {job: '/m:Job/@id', ts: '/m:Job/m:Time'}
+          namespaces: {m: 'urn:mes'}
+          message: {mid: /properties/message_id}
+          timestamp: {format: 'dd.MM.yyyy HH:mm:ss'}
+          event: {alias: {kind: mes_job, key: '${job}'}, attributes: {mid: '${mid}'}}
+        - name: seen
+          source: bus
+          pattern: '^SEEN (?<order>\d+)'
+          timestamp: {from: received}
+          event: {order_id: '${order}'}
+      """#)
+    let c = try parse(text)
+    XCTAssertEqual(c.rules.map(\.matcherKind), ["pattern", "xml", "pattern"])
+  }
+
+  func testXMLOnAFileSourceIsReportedOnItsLine() {
+    let (text, found) = messageRuleIssues(
+      #"""
+        - name: other
+          source: mes
+          xml: {order: /Job/@order, ts: /Job/Time}
+          event: {order_id: '${order}'}
+      """#)
+    assertIssue(
+      found, line: line(of: "xml: {order", in: text),
+      mentions: ["rule 'other': xml: applies to RabbitMQ messages", "source 'mes' reads files"])
+  }
+
+  func testUnknownNamespacePrefixIsReportedOnTheFieldsLine() {
+    let (text, found) = messageRuleIssues(
+      #"""
+        - name: other
+          source: bus
+          xml:
+            order: '/q:Job/@order'
+            ts: /Job/Time
+          event: {order_id: '${order}'}
+      """#)
+    assertIssue(
+      found, line: line(of: "order: '/q:Job", in: text),
+      mentions: ["rule 'other': xml.order", "unknown namespace prefix 'q'"])
+  }
+
+  func testBadMessageFieldIsReportedOnItsLine() {
+    let (text, found) = messageRuleIssues(
+      #"""
+        - name: other
+          source: bus
+          pattern: '^(?<ts>\S+) (?<order>\d+)'
+          message:
+            mid: /properties/msgid
+          event: {order_id: '${order}'}
+      """#)
+    assertIssue(
+      found, line: line(of: "mid: /properties/msgid", in: text),
+      mentions: ["rule 'other': message.mid", "neither /properties/<name>", "message_id"])
+  }
+
+  func testUnknownTimestampSourceAndFieldsThatDoNotApplyAreReported() {
+    let (text, found) = messageRuleIssues(
+      #"""
+        - name: other
+          source: bus
+          pattern: '^(?<ts>\S+) (?<order>\d+)'
+          timestamp: {from: header}
+          event: {order_id: '${order}'}
+        - name: third
+          source: bus
+          pattern: '^(?<order>\d+)'
+          timestamp:
+            from: amqp
+            format: iso8601
+          event: {order_id: '${order}'}
+      """#)
+    assertIssue(
+      found, line: line(of: "timestamp: {from: header}", in: text),
+      mentions: ["timestamp.from: 'header' is not one of field", "amqp", "received"])
+    assertIssue(
+      found, line: line(of: "format: iso8601", in: text),
+      mentions: ["rule 'third': timestamp.format applies to from: field only"])
+  }
+
+  func testTimeFromAMQPOnAFileSourceIsReported() {
+    let (text, found) = messageRuleIssues(
+      #"""
+        - name: other
+          source: mes
+          pattern: '^(?<order>\d+)'
+          timestamp: {from: amqp}
+          event: {order_id: '${order}'}
+      """#)
+    assertIssue(
+      found, line: line(of: "timestamp: {from: amqp}", in: text),
+      mentions: ["timestamp.from: amqp applies to RabbitMQ messages", "use from: field"])
+  }
+
+  func testBadWhenAndBodyAreReportedOnTheirLines() {
+    let (text, found) = messageRuleIssues(
+      #"""
+        - name: other
+          source: bus
+          when:
+            routing: 'mes.#'
+            content_type: 'application/xml; charset=utf-8'
+          body: yaml
+          json: {order: /body/o, ts: /body/t}
+          event: {order_id: '${order}'}
+        - name: third
+          source: bus
+          body: xml
+          json: {order: /body/o, ts: /body/t}
+          event: {order_id: '${order}'}
+      """#)
+    assertIssue(
+      found, line: line(of: "routing: 'mes.#'", in: text),
+      mentions: ["unknown key 'routing' in rule 'other': when", "routing_key"])
+    assertIssue(
+      found, line: line(of: "content_type: 'application/xml; charset", in: text),
+      mentions: ["when.content_type is compared without parameters", "'application/xml'"])
+    assertIssue(
+      found, line: line(of: "body: yaml", in: text),
+      mentions: ["body: 'yaml' is not one of auto"])
+    assertIssue(
+      found, line: line(of: "body: xml", in: text),
+      mentions: ["rule 'third': body: a json rule reads the body as json, not xml"])
+  }
+
+  func testNamespacesWithoutXMLAreReported() {
+    let (text, found) = messageRuleIssues(
+      #"""
+        - name: other
+          source: bus
+          json: {order: /body/o, ts: /body/t}
+          namespaces: {m: 'urn:mes'}
+          event: {order_id: '${order}'}
+      """#)
+    assertIssue(
+      found, line: line(of: "namespaces: {m:", in: text),
+      mentions: ["rule 'other': namespaces applies to xml: rules only"])
+  }
+
   func testDuplicateRuleNameIsReportedOnTheSecondDefinition() {
     let (text, found) = ruleIssues(
       #"""
@@ -323,7 +487,7 @@ final class ConfigurationLoaderTests: XCTestCase {
       """#)
     assertIssue(
       found, line: line(of: "- name: other", in: text),
-      mentions: ["rule 'other' needs exactly one of pattern:, json: or logfmt:"])
+      mentions: ["rule 'other' needs exactly one of pattern:, json:, logfmt: or xml:"])
   }
 
   func testRuleWithTwoMatchersIsReported() {
@@ -337,7 +501,7 @@ final class ConfigurationLoaderTests: XCTestCase {
       """#)
     assertIssue(
       found, line: line(of: "- name: other", in: text),
-      mentions: ["rule 'other' needs exactly one of pattern:, json: or logfmt:"])
+      mentions: ["rule 'other' needs exactly one of pattern:, json:, logfmt: or xml:"])
   }
 
   func testInvalidPatternIsReportedOnThePatternLine() {

@@ -1,5 +1,25 @@
 import TraceBridgeCore
 
+/// What a queue message became.
+public struct MessageEvaluation {
+  public enum Outcome {
+    case matched(rule: Int, event: OrderEvent)
+    /// A rule matched but the message cannot become an event (no time, no order id).
+    case rejected(rule: Int, reason: RejectReason)
+    /// No rule maps the message; why, for the dead-letter header.
+    case unmapped(String)
+  }
+  public var outcome: Outcome
+  /// Invalid byte sequences in the body, replaced by U+FFFD.
+  public var invalidBytes: Int
+  /// The charset the body was read in (empty when no rule read the body).
+  public var charset: String
+  /// A charset the message declared that is unknown here (the source's was used instead).
+  public var charsetProblem: String?
+  /// The format the deciding rule read the body in.
+  public var format: BodyFormat?
+}
+
 /// What a record became.
 public enum RuleOutcome {
   /// `rule` is the index of the rule in the rule set.
@@ -67,11 +87,190 @@ public final class RuleEvaluator {
       case .pattern: matched = matchPattern(i, text)
       case .json: matched = matchJSON(i, text)
       case .logfmt: matched = matchLogfmt(i, text)
+      case .xml: matched = false  // message bodies only (the configuration sees to it)
       }
       guard matched else { continue }
-      return build(i, text, sourceKey)
+      return build(i, text, sourceKey, message: nil)
     }
     return .unmatched
+  }
+
+  // MARK: - Messages
+
+  /// Tries the source's rules on a queue message: each rule whose `when` selects the message
+  /// and whose body format fits reads the body (JSON through the `{properties, headers, body}`
+  /// envelope, XML through its paths, text through its pattern); the first that matches
+  /// decides. The body is decoded to UTF-8 once, from the charset the message declares
+  /// (`content_encoding`, the XML prolog, the content type's `charset=`) or else the source's
+  /// `encoding`.
+  public func evaluate(message m: MessageInput, sourceKey: SourceKey) -> MessageEvaluation {
+    jsonState = .unparsed
+    logfmtState = .unparsed
+    let detected = m.detectedFormat
+    var result = MessageEvaluation(outcome: .unmapped(""), invalidBytes: 0, charset: "")
+    var text: [UInt8]? = nil
+    var envelope: [UInt8]? = nil
+    var xml: Result<XMLParsed, XMLBodyError>? = nil
+    var tried: [Int] = []
+    /// Formats of rules `when` selected but the body's format ruled out.
+    var otherFormats: Set<BodyFormat> = []
+    var charsetProblem: String?
+
+    func decodedBody() -> [UInt8] {
+      if let text { return text }
+      var decoder = source.decoder
+      if let (name, from) = m.declaredCharset(lookAtProlog: detected == .xml) {
+        if let d = namedDecoder(name) {
+          decoder = d
+        } else {
+          charsetProblem = "unknown charset '\(name)' in \(from); read as \(source.decoder.charset)"
+        }
+      }
+      result.charset = decoder.charset
+      var out: [UInt8] = []
+      out.reserveCapacity(m.body.count + m.body.count / 4)
+      var body = m.body[...]
+      // A UTF-8 byte order mark is not text.
+      if decoder.isUTF8, body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
+      result.invalidBytes = body.withUnsafeBufferPointer { decoder.decode($0, into: &out) }
+      text = out
+      return out
+    }
+
+    for i in rules.indices {
+      let rule = rules[i]
+      if let selector = rule.selector, !selector.matches(m) { continue }
+      let format = rule.bodyFormat == .auto ? detected : rule.bodyFormat
+      guard format == rule.naturalFormat else {
+        otherFormats.insert(rule.naturalFormat)
+        continue
+      }
+      tried.append(i)
+      var matched = false
+      switch rule.kind {
+      case .json:
+        if envelope == nil { envelope = Self.envelope(m, body: decodedBody()) }
+        matched = envelope!.withUnsafeBufferPointer { matchJSON(i, $0) }
+      case .xml:
+        if xml == nil {
+          let body = decodedBody()
+          let parser = xmlParser ?? XMLBodyParser()
+          xmlParser = parser
+          xml = body.withUnsafeBufferPointer { buf in
+            Result { () throws(XMLBodyError) -> XMLParsed in try parser.parse(buf) }
+          }
+        }
+        if case .success(let doc) = xml! {
+          matched = true
+          for (slot, path) in rule.xmlFields {
+            guard let v = doc.value(path) else {
+              matched = false
+              break
+            }
+            values[i][slot] = v
+          }
+          if matched { matched = applyWhere(i) }
+        }
+      case .pattern:
+        matched = decodedBody().withUnsafeBufferPointer { matchPattern(i, $0) }
+      case .logfmt:
+        matched = decodedBody().withUnsafeBufferPointer { matchLogfmt(i, $0) }
+      }
+      guard matched else { continue }
+      // Properties and headers last: a pattern's match clears the slots it has no group for.
+      var complete = true
+      for (slot, field) in rule.messageFields {
+        guard let v = field.value(in: m) else {
+          complete = false
+          break
+        }
+        values[i][slot] = v
+      }
+      guard complete else { continue }
+      let outcome = (text ?? []).withUnsafeBufferPointer { build(i, $0, sourceKey, message: m) }
+      switch outcome {
+      case .matched(let rule, let event):
+        result.outcome = .matched(rule: rule, event: event)
+        result.format = format
+      case .rejected(let rule, let reason): result.outcome = .rejected(rule: rule, reason: reason)
+      case .unmatched: continue
+      }
+      result.charsetProblem = charsetProblem
+      return result
+    }
+    result.charsetProblem = charsetProblem
+    let described = "content type \(m.contentType ?? "(none)"), routing key '\(m.routingKey)'"
+    if tried.isEmpty, otherFormats == [.json] || otherFormats == [.xml] {
+      let name = otherFormats == [.json] ? "JSON" : "XML"
+      result.outcome = .unmapped(
+        "not \(name): the body is \(detected.rawValue) (\(described)) and the rules that select it read \(name); body: \(name.lowercased()) reads it as \(name) whatever its content type"
+      )
+    } else if tried.isEmpty {
+      result.outcome = .unmapped(
+        "no rule matched the message: none selects it by when and body format (\(detected.rawValue) body, \(described))"
+      )
+    } else if case .failure(let e) = xml, tried.allSatisfy({ rules[$0].kind == .xml }) {
+      result.outcome = .unmapped(e.description)
+    } else if jsonState == .notLogfmt, tried.allSatisfy({ rules[$0].kind == .json }) {
+      result.outcome = .unmapped("not JSON: the body does not parse as a JSON document")
+    } else {
+      let names = tried.map { rules[$0].name }.joined(separator: ", ")
+      result.outcome = .unmapped("no rule matched the message (tried \(names); \(described))")
+    }
+    return result
+  }
+
+  private var xmlParser: XMLBodyParser?
+  private var namedDecoders: [String: CharsetDecoder?] = [:]
+
+  private func namedDecoder(_ name: String) -> CharsetDecoder? {
+    let key = name.lowercased()
+    if let d = namedDecoders[key] { return d }
+    let d = try? CharsetDecoder(charset: name)
+    namedDecoders[key] = d
+    return d
+  }
+
+  /// `{"properties": {…}, "headers": {…}, "body": <body>}`: what `json:` rules point into.
+  static func envelope(_ m: MessageInput, body: [UInt8]) -> [UInt8] {
+    var doc: [UInt8] = []
+    doc.reserveCapacity(body.count + 256)
+    doc.append(contentsOf: #"{"properties":{"#.utf8)
+    var first = true
+    func prop(_ key: String, _ value: String?) {
+      guard let value else { return }
+      if !first { doc.append(0x2C) }
+      first = false
+      appendJSONString(&doc, key)
+      doc.append(0x3A)
+      appendJSONString(&doc, value)
+    }
+    for p in MessageProperty.allCases { prop(p.rawValue, m.property(p)) }
+    doc.append(contentsOf: #"},"headers":{"#.utf8)
+    first = true
+    for (k, v) in m.headers { prop(k, v) }
+    doc.append(contentsOf: #"},"body":"#.utf8)
+    if body.isEmpty { doc.append(contentsOf: "null".utf8) } else { doc.append(contentsOf: body) }
+    doc.append(0x7D)
+    return doc
+  }
+
+  static func appendJSONString(_ out: inout [UInt8], _ s: String) {
+    out.append(0x22)
+    for b in s.utf8 {
+      switch b {
+      case 0x22: out.append(contentsOf: [0x5C, 0x22])
+      case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+      case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
+      case 0x0D: out.append(contentsOf: [0x5C, 0x72])
+      case 0x09: out.append(contentsOf: [0x5C, 0x74])
+      case 0..<0x20:
+        let hex = Array("0123456789abcdef".utf8)
+        out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 15)]])
+      default: out.append(b)
+      }
+    }
+    out.append(0x22)
   }
 
   // MARK: - Matching
@@ -143,7 +342,9 @@ public final class RuleEvaluator {
 
   // MARK: - Building the event
 
-  private func build(_ i: Int, _ text: UnsafeBufferPointer<UInt8>, _ sourceKey: SourceKey)
+  private func build(
+    _ i: Int, _ text: UnsafeBufferPointer<UInt8>, _ sourceKey: SourceKey, message: MessageInput?
+  )
     -> RuleOutcome
   {
     let rule = rules[i]
@@ -151,7 +352,20 @@ public final class RuleEvaluator {
     let zone = rule.zone ?? source.zone
     let time: Int64?
     var carriedOffset = false
-    if rule.kind == .pattern {
+    var fixedZoneRule: String?
+    if rule.timeSource == .amqp {
+      guard let t = message?.timestamp else {
+        return .rejected(rule: index, reason: .missingTimestamp)
+      }
+      guard t < UInt64(Int64.max / 1_000_000_000) else {
+        return .rejected(rule: index, reason: .badTimestamp)
+      }
+      time = Int64(t) * 1_000_000_000
+      fixedZoneRule = "amqp_timestamp"
+    } else if rule.timeSource == .received {
+      time = message?.receivedUnixNano
+      fixedZoneRule = "received"
+    } else if rule.kind == .pattern {
       let group = rule.groupForSlot[rule.timestampSlot]
       guard group >= 0, let r = matchers[i]!.range(ofGroup: group), !r.isEmpty else {
         return .rejected(rule: index, reason: .missingTimestamp)
@@ -174,7 +388,8 @@ public final class RuleEvaluator {
       }
       link = AliasLink(alias: AliasKey(kind: l.kind, key: key), orderID: order)
     }
-    let zoneRule = carriedOffset ? "offset" : (rule.zoneName ?? source.zone.identifier)
+    let zoneRule =
+      fixedZoneRule ?? (carriedOffset ? "offset" : (rule.zoneName ?? source.zone.identifier))
     guard let e = rule.event else {
       let link = link!
       return .matched(

@@ -635,8 +635,8 @@ private struct Parser {
         let pairs = mapping(
           item, what,
           known: [
-            "name", "source", "sources", "pattern", "json", "logfmt", "where", "timestamp", "event",
-            "link",
+            "name", "source", "sources", "pattern", "json", "logfmt", "xml", "where", "timestamp",
+            "event", "link", "when", "body", "message", "namespaces",
           ])
       else { continue }
       let m = Dictionary(pairs, uniquingKeysWith: { a, _ in a })
@@ -665,10 +665,22 @@ private struct Parser {
       if ruleSources.isEmpty {
         issue(item, "\(w) needs source: the name of the source whose lines it parses")
       }
-      let matchers = ["pattern", "json", "logfmt"].filter { m[$0] != nil }
+      let matchers = ["pattern", "json", "logfmt", "xml"].filter { m[$0] != nil }
       guard matchers.count == 1 else {
-        issue(item, "\(w) needs exactly one of pattern:, json: or logfmt:")
+        issue(item, "\(w) needs exactly one of pattern:, json:, logfmt: or xml:")
         continue
+      }
+      // Keys only a queue's messages have: every source of the rule must be a queue source.
+      let fileSources = ruleSources.filter {
+        declaredSources.contains($0) && amqpSources[$0] == nil
+      }
+      for key in ["xml", "when", "body", "message", "namespaces"] {
+        if let n = m[key], let f = fileSources.first {
+          issue(
+            n,
+            "\(w): \(key): applies to RabbitMQ messages, but source '\(f)' reads files; give this rule only queue sources (sources with amqp:)"
+          )
+        }
       }
       let matcher: RuleDefinition.Matcher
       switch matchers[0] {
@@ -678,9 +690,16 @@ private struct Parser {
       case "json":
         guard let f = stringMap(m["json"]!, "\(w): json") else { continue }
         matcher = .json(f.map { (capture: $0.0, pointer: $0.1) })
+      case "xml":
+        guard let f = stringMap(m["xml"]!, "\(w): xml") else { continue }
+        matcher = .xml(f.map { (capture: $0.0, path: $0.1) })
       default:
         guard let f = stringMap(m["logfmt"]!, "\(w): logfmt") else { continue }
         matcher = .logfmt(f.map { (capture: $0.0, key: $0.1) })
+      }
+      var message: RuleDefinition.MessageOptions?
+      if ["when", "body", "message", "namespaces", "xml"].contains(where: { m[$0] != nil }) {
+        message = messageOptions(m, w)
       }
       var whereClauses: [(capture: String, pattern: String)] = []
       if let wn = m["where"], let f = stringMap(wn, "\(w): where") {
@@ -689,15 +708,39 @@ private struct Parser {
       var tsField = "ts"
       var tsFormat = "iso8601"
       var tz: String?
+      var timeSource = TimeSource.field
       if let t = m["timestamp"],
-        let tp = mapping(t, "\(w): timestamp", known: ["field", "format", "timezone"])
+        let tp = mapping(t, "\(w): timestamp", known: ["from", "field", "format", "timezone"])
       {
         for (k, v) in tp {
           guard let s = string(v, "\(w): timestamp.\(k)") else { continue }
           switch k {
           case "field": tsField = s
           case "format": tsFormat = s
+          case "from":
+            if let f = TimeSource(rawValue: s) {
+              timeSource = f
+              if f != .field, let file = fileSources.first {
+                issue(
+                  v,
+                  "\(w): timestamp.from: \(s) applies to RabbitMQ messages, but source '\(file)' reads files; use from: field"
+                )
+              }
+            } else {
+              issue(
+                v,
+                "\(w): timestamp.from: '\(s)' is not one of field (a capture, the default), amqp (the message's timestamp property), received (when the bridge received it)"
+              )
+            }
           default: tz = s
+          }
+        }
+        if timeSource != .field {
+          for (k, v) in tp where k != "from" {
+            issue(
+              v,
+              "\(w): timestamp.\(k) applies to from: field only; the time comes from \(timeSource.rawValue)"
+            )
           }
         }
       }
@@ -718,10 +761,12 @@ private struct Parser {
           continue
         }
       }
-      let def = RuleDefinition(
+      var def = RuleDefinition(
         name: name, sources: ruleSources, matcher: matcher, whereClauses: whereClauses,
         timestampField: tsField,
         timestampFormat: tsFormat, timezone: tz, event: event, link: link)
+      def.timeSource = timeSource
+      def.message = message
       do {
         out.append(try CompiledRule(def, library: PatternLibrary(custom: library.definitions)))
       } catch {
@@ -729,6 +774,58 @@ private struct Parser {
       }
     }
     return out
+  }
+
+  /// `when:`, `body:`, `message:` and `namespaces:` of a rule for queue sources.
+  mutating func messageOptions(_ m: [String: Node], _ w: String) -> RuleDefinition.MessageOptions {
+    var o = RuleDefinition.MessageOptions()
+    if let n = m["when"],
+      let pairs = mapping(
+        n, "\(w): when",
+        known: ["queue", "exchange", "routing_key", "type", "app_id", "content_type", "headers"])
+    {
+      var sel = MessageSelector()
+      for (k, v) in pairs {
+        if k == "headers" {
+          if let h = stringMap(v, "\(w): when.headers") { sel.headers = h }
+          continue
+        }
+        guard let s = string(v, "\(w): when.\(k)") else { continue }
+        switch k {
+        case "queue": sel.queue = s
+        case "exchange": sel.exchange = s
+        case "routing_key": sel.routingKey = s
+        case "type": sel.type = s
+        case "app_id": sel.appID = s
+        default:
+          if s.contains(";") {
+            issue(
+              v,
+              "\(w): when.content_type is compared without parameters; write '\(s.split(separator: ";")[0])'"
+            )
+          }
+          sel.contentType = s
+        }
+      }
+      o.when = sel
+    }
+    if let n = m["body"], let s = string(n, "\(w): body") {
+      if let f = BodyFormat(rawValue: s) {
+        o.body = f
+      } else {
+        issue(
+          n, "\(w): body: '\(s)' is not one of auto (by content type, the default), json, xml, text"
+        )
+      }
+    }
+    if let n = m["message"], let f = stringMap(n, "\(w): message") {
+      o.fields = f.map { (capture: $0.0, pointer: $0.1) }
+    }
+    if let n = m["namespaces"], let f = stringMap(n, "\(w): namespaces") {
+      for (prefix, uri) in f { o.namespaces[prefix] = uri }
+      if m["xml"] == nil { issue(n, "\(w): namespaces applies to xml: rules only") }
+    }
+    return o
   }
 
   /// The node a dotted field path (`event.status`, `timestamp.format`) points at inside a rule.

@@ -4,6 +4,29 @@ import LogParsers
 import Logging
 import TraceBridgeCore
 
+extension Configuration {
+  /// The broker of `amqp:`, with its credentials and TLS files.
+  func amqpEndpoint() throws -> AMQPEndpoint {
+    guard let settings = amqp else {
+      throw CLIError(
+        "\(file): no amqp: section; add amqp: {url: amqp://host:5672/%2F}", exitCode: 2)
+    }
+    var endpoint: AMQPEndpoint
+    do {
+      endpoint = try AMQPEndpoint(url: settings.url)
+    } catch {
+      throw CLIError("amqp.url: \(error)", exitCode: 2)
+    }
+    if let u = settings.user { endpoint.user = u }
+    if let p = settings.password { endpoint.password = p }
+    endpoint.heartbeatSeconds = settings.heartbeatSeconds
+    endpoint.caFile = settings.caFile
+    endpoint.certFile = settings.certFile
+    endpoint.keyFile = settings.keyFile
+    return endpoint
+  }
+}
+
 /// An event read from a queue, on its way to the pipeline, with what acknowledging it needs.
 struct QueuedEvent: Sendable {
   var event: OrderEvent
@@ -38,19 +61,8 @@ final class AMQPIntake: @unchecked Sendable {
   private let inbox = Inbox()
 
   init?(configuration: Configuration, metrics: LiveMetrics, logger: Logger) throws {
-    guard !configuration.amqpSources.isEmpty, let settings = configuration.amqp else { return nil }
-    var endpoint: AMQPEndpoint
-    do {
-      endpoint = try AMQPEndpoint(url: settings.url)
-    } catch {
-      throw CLIError("amqp.url: \(error)", exitCode: 2)
-    }
-    if let u = settings.user { endpoint.user = u }
-    if let p = settings.password { endpoint.password = p }
-    endpoint.heartbeatSeconds = settings.heartbeatSeconds
-    endpoint.caFile = settings.caFile
-    endpoint.certFile = settings.certFile
-    endpoint.keyFile = settings.keyFile
+    guard !configuration.amqpSources.isEmpty, configuration.amqp != nil else { return nil }
+    let endpoint = try configuration.amqpEndpoint()
     var list: [SourceConsumer] = []
     for (index, source) in configuration.sources.enumerated() {
       guard let queue = configuration.amqpSources[source.name] else { continue }
@@ -66,6 +78,11 @@ final class AMQPIntake: @unchecked Sendable {
   }
 
   func start() { consumers.forEach { $0.start() } }
+
+  /// How many acknowledgements may wait for a commit before the pipeline commits early: half
+  /// the smallest prefetch. A consumer whose whole prefetch waits for its acks receives nothing
+  /// more, so waiting for the commit interval would cap the drain rate at prefetch / interval.
+  var ackBatch: Int { consumers.map { max(1, $0.queue.prefetch / 2) }.min() ?? 1 }
 
   func stop() { consumers.forEach { $0.stop() } }
 
@@ -174,16 +191,21 @@ final class SourceConsumer: @unchecked Sendable {
     var backoff = 0.5
     var rng = SystemRandomNumberGenerator()
     while !shouldStop {
+      var connected = false
       do {
         let connection = try connect()
+        connected = true
+        metrics.amqpConnected(source.name).set(Int64(1))
         backoff = 0.5
         try consume(connection)
         connection.close()
       } catch {
+        metrics.amqpConnected(source.name).set(Int64(0))
         if shouldStop { break }
         metrics.amqpReconnects(source.name).increment()
         logger.warning(
-          "RabbitMQ connection lost; reconnecting",
+          connected
+            ? "RabbitMQ connection lost; reconnecting" : "cannot consume from RabbitMQ; retrying",
           metadata: ["source": "\(source.name)", "error": "\(error)", "in_seconds": "\(backoff)"])
         let wait = backoff * Double.random(in: 0.5...1.0, using: &rng)
         let until = Date().addingTimeInterval(wait)
@@ -228,7 +250,12 @@ final class SourceConsumer: @unchecked Sendable {
     }()
     while !shouldStop {
       try acknowledgeCompleted(connection, &outstanding, &head)
-      guard let delivery = try connection.nextDelivery(timeout: 0.1) else { continue }
+      // While deliveries wait for their commit, look for completed ones often: with the whole
+      // prefetch unacknowledged no delivery comes to end the wait.
+      let waiting = head < outstanding.count
+      guard let delivery = try connection.nextDelivery(timeout: waiting ? 0.005 : 0.1) else {
+        continue
+      }
       metrics.amqpReceived(source.name).increment()
       outstanding.append(delivery.deliveryTag)
       switch map(delivery) {
@@ -276,66 +303,55 @@ final class SourceConsumer: @unchecked Sendable {
     case poison(String)
   }
 
-  /// The message as the rules see it — `{"properties": {…}, "headers": {…}, "body": …}` —
-  /// evaluated by the source's rules.
+  /// The message evaluated by the source's rules (JSON, XML or text bodies; see
+  /// `RuleEvaluator.evaluate(message:sourceKey:)`).
   private func map(_ d: AMQPDelivery) -> Mapping {
     if d.body.count > queue.maxMessageBytes {
       return .poison(
         "too large: \(d.body.count) bytes, more than max_message_bytes \(queue.maxMessageBytes)")
     }
-    let trimmed = d.body.drop { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }
-    guard let first = trimmed.first, first == UInt8(ascii: "{") || first == UInt8(ascii: "["),
-      (try? JSONSerialization.jsonObject(with: Data(d.body), options: [.fragmentsAllowed])) != nil
-    else {
-      return .poison("not JSON: the body does not parse as a JSON document")
-    }
-    var doc: [UInt8] = Array(#"{"properties":{"#.utf8)
-    var firstProp = true
-    func prop(_ key: String, _ value: String?) {
-      guard let value else { return }
-      if !firstProp { doc.append(0x2C) }
-      firstProp = false
-      RejectedWriter.appendString(&doc, key)
-      doc.append(0x3A)
-      RejectedWriter.appendString(&doc, value)
-    }
-    prop("message_id", d.messageID)
-    prop("correlation_id", d.correlationID)
-    prop("timestamp", d.timestamp.map { String($0) })
-    prop("type", d.type)
-    prop("app_id", d.appID)
-    prop("user_id", d.userID)
-    prop("content_type", d.contentType)
-    prop("content_encoding", d.contentEncoding)
-    prop("exchange", d.exchange)
-    prop("routing_key", d.routingKey)
-    prop("queue", queue.queue)
-    doc.append(contentsOf: #"},"headers":{"#.utf8)
-    firstProp = true
-    for (k, v) in d.headers { prop(k, v) }
-    doc.append(contentsOf: #"},"body":"#.utf8)
-    doc.append(contentsOf: d.body)
-    doc.append(0x7D)
+    let message = Self.input(d, queue: queue.queue, received: Date().timeIntervalSince1970)
     let key = SourceKey(
       source: source.name, stream: Self.streamID(queue.queue), position: Self.messageID(d))
-    let outcome = doc.withUnsafeBufferPointer { evaluator.evaluate($0, sourceKey: key) }
-    switch outcome {
+    let result = evaluator.evaluate(message: message, sourceKey: key)
+    if result.invalidBytes > 0 {
+      metrics.invalidBytes(source.name).increment(by: Int64(result.invalidBytes))
+    }
+    if let problem = result.charsetProblem {
+      logger.warning(
+        "message charset", metadata: ["source": "\(source.name)", "problem": "\(problem)"])
+    }
+    switch result.outcome {
     case .matched(let rule, var event):
-      event.attributes.append(
-        Attribute("messaging.destination.name", d.exchange.isEmpty ? queue.queue : d.exchange))
-      if !d.routingKey.isEmpty {
-        event.attributes.append(
-          Attribute("messaging.rabbitmq.destination.routing_key", d.routingKey))
-      }
-      if let id = d.messageID { event.attributes.append(Attribute("messaging.message.id", id)) }
-      if let tp = d.headers.first(where: { $0.0.lowercased() == "traceparent" })?.1 {
-        event.attributes.append(Attribute(Correlator.traceparentAttribute, tp))
-      }
+      metrics.amqpFormat(source.name, result.format ?? .auto).increment()
+      Self.addMessagingAttributes(&event, d, queue: queue.queue)
       return .event(event, rule: rule)
     case .rejected(let rule, let reason):
       return .poison("\(reason.rawValue) (rule \(ruleNames[rule]))")
-    case .unmatched:
-      return .poison("no rule matched the message")
+    case .unmapped(let why):
+      return .poison(why)
+    }
+  }
+
+  /// The delivery as the rule engine sees a message.
+  static func input(_ d: AMQPDelivery, queue: String, received: Double) -> MessageInput {
+    MessageInput(
+      queue: queue, exchange: d.exchange, routingKey: d.routingKey, messageID: d.messageID,
+      correlationID: d.correlationID, timestamp: d.timestamp, type: d.type, appID: d.appID,
+      userID: d.userID, contentType: d.contentType, contentEncoding: d.contentEncoding,
+      headers: d.headers, body: d.body, receivedUnixNano: Int64(received * 1e9))
+  }
+
+  /// OTel messaging attributes every event from a queue carries, and the sender's traceparent.
+  static func addMessagingAttributes(_ event: inout OrderEvent, _ d: AMQPDelivery, queue: String) {
+    event.attributes.append(
+      Attribute("messaging.destination.name", d.exchange.isEmpty ? queue : d.exchange))
+    if !d.routingKey.isEmpty {
+      event.attributes.append(Attribute("messaging.rabbitmq.destination.routing_key", d.routingKey))
+    }
+    if let id = d.messageID { event.attributes.append(Attribute("messaging.message.id", id)) }
+    if let tp = d.headers.first(where: { $0.0.lowercased() == "traceparent" })?.1 {
+      event.attributes.append(Attribute(Correlator.traceparentAttribute, tp))
     }
   }
 

@@ -1,4 +1,5 @@
 import Foundation
+import LogParsers
 import Prometheus
 
 /// The figures `tracebridge run` exposes on /metrics (Prometheus text format), all prefixed
@@ -139,6 +140,21 @@ public final class LiveMetrics: Sendable {
     counter(
       "tracebridge_amqp_messages_acked_total", [("source", source)],
       help: "Messages acknowledged (their spans committed, or dead-lettered)")
+  }
+  func amqpConnected(_ source: String) -> Gauge {
+    gauge(
+      "tracebridge_amqp_connected", [("source", source)],
+      help: "1 while the source's queue is being consumed, 0 while connecting or reconnecting")
+  }
+  func amqpFormat(_ source: String, _ format: BodyFormat) -> Counter {
+    counter(
+      "tracebridge_amqp_messages_mapped_total", [("source", source), ("format", format.rawValue)],
+      help: "Messages a rule mapped to an event, by the body's format (json, xml, text)")
+  }
+  func invalidBytes(_ source: String) -> Counter {
+    counter(
+      "tracebridge_amqp_invalid_bytes_total", [("source", source)],
+      help: "Invalid byte sequences in message bodies, replaced by U+FFFD when decoding")
   }
   func amqpDeadLettered(_ source: String) -> Counter {
     counter(
