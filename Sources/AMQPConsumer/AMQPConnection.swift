@@ -48,8 +48,12 @@ public final class AMQPConnection {
     let login = tb_amqp_login(
       conn, endpoint.vhost, 131_072, Int32(endpoint.heartbeatSeconds), endpoint.user,
       endpoint.password)
-    if let problem = Self.describe(login) {
+    if var problem = Self.describe(login) {
       close()
+      if endpoint.tls && endpoint.certFile == nil && problem.contains("SSL") {
+        problem +=
+          " (a broker with fail_if_no_peer_cert wants a client certificate: amqp.tls.cert_file and key_file)"
+      }
       throw .login("login to \(endpoint.redacted) failed: \(problem)")
     }
     amqp_channel_open(conn, channel)
@@ -114,13 +118,31 @@ public final class AMQPConnection {
     }
   }
 
-  /// Starts consuming `queue` with manual acknowledgements.
-  public func consume(_ queue: String) throws(AMQPError) {
+  /// Starts consuming `queue` with manual acknowledgements; `arguments` go with basic.consume
+  /// (`x-stream-offset` for a stream queue).
+  public func consume(_ queue: String, arguments: [(String, AMQPArgument)] = []) throws(AMQPError) {
     let conn = try live()
-    queue.withCString { q in
+    let strings = CStrings()
+    var entries = arguments.map { a -> amqp_table_entry_t in
+      var e = amqp_table_entry_t()
+      e.key = strings.bytes(a.0)
+      switch a.1 {
+      case .string(let s):
+        e.value.kind = UInt8(AMQP_FIELD_KIND_UTF8.rawValue)
+        e.value.value.bytes = strings.bytes(s)
+      case .timestamp(let t):
+        e.value.kind = UInt8(AMQP_FIELD_KIND_TIMESTAMP.rawValue)
+        e.value.value.u64 = t
+      case .int(let i):
+        e.value.kind = UInt8(AMQP_FIELD_KIND_I64.rawValue)
+        e.value.value.i64 = i
+      }
+      return e
+    }
+    entries.withUnsafeMutableBufferPointer { ebuf in
+      let table = amqp_table_t(num_entries: Int32(ebuf.count), entries: ebuf.baseAddress)
       _ = amqp_basic_consume(
-        conn, channel, amqp_cstring_bytes(q), amqp_bytes_t(len: 0, bytes: nil), 0, 0, 0,
-        tb_empty_table())
+        conn, channel, strings.bytes(queue), amqp_bytes_t(len: 0, bytes: nil), 0, 0, 0, table)
     }
     if let problem = Self.describe(amqp_get_rpc_reply(conn)) {
       throw .channel("cannot consume queue '\(queue)': \(problem)")
@@ -293,6 +315,14 @@ public final class AMQPConnection {
     default: return "unknown reply"
     }
   }
+}
+
+/// A value in an AMQP arguments table.
+public enum AMQPArgument: Sendable, Equatable {
+  case string(String)
+  /// Seconds since the epoch.
+  case timestamp(UInt64)
+  case int(Int64)
 }
 
 /// What went wrong with the broker; every case says where and why.
