@@ -217,8 +217,8 @@ public final class LivePipeline: @unchecked Sendable {
     // Queue messages: their identities already committed (loaded from the store), in the
     // window, committed since the last commit; deliveries to acknowledge after the next commit.
     let dedupeWindow = 900.0
-    var seenMessages: Set<SourceKey> = []
-    var seenOrder: [(SourceKey, Double)] = []
+    var seenMessages: Set<UInt64> = []
+    var seenOrder: [(UInt64, Double)] = []
     var seenHead = 0
     for key in try store.loadSeenMessages(
       since: Int64((Date().timeIntervalSince1970 - dedupeWindow) * 1e9))
@@ -227,14 +227,15 @@ public final class LivePipeline: @unchecked Sendable {
       seenOrder.append((key, Date().timeIntervalSince1970))
     }
     var lastSeenPrune = Date().timeIntervalSince1970
-    var inflightMessages: Set<SourceKey> = []
-    var newSeen: [SourceKey] = []
+    var inflightMessages: Set<UInt64> = []
+    var newSeen: [UInt64] = []
     var pendingAcks: [DeliveryRef] = []
-    var duplicateAcks: [(SourceKey, DeliveryRef)] = []
+    var duplicateAcks: [(UInt64, DeliveryRef)] = []
     var messageTimes: [Double] = []
     var spoolFullLogged = false
     var lastStatsUpdate = 0.0
     let window = live.reorderWindow
+    let ackBatch = intake?.ackBatch ?? Int.max
 
     func handle(_ file: FileTailer.TailedFile, _ record: LogRecord, now: Double) {
       let source = file.source.name
@@ -288,10 +289,11 @@ public final class LivePipeline: @unchecked Sendable {
         metrics.ruleMatches(ruleNames[h.rule]).increment()
         metrics.events.increment()
         if let d = h.delivery {
-          inflightMessages.remove(e.sourceKey)
-          if seenMessages.insert(e.sourceKey).inserted {
-            newSeen.append(e.sourceKey)
-            seenOrder.append((e.sourceKey, now))
+          let id = e.sourceKey.identity
+          inflightMessages.remove(id)
+          if seenMessages.insert(id).inserted {
+            newSeen.append(id)
+            seenOrder.append((id, now))
           } else {
             // Two copies were in flight (a redelivery after a reconnect): one is enough.
             pendingAcks.append(d)
@@ -343,7 +345,7 @@ public final class LivePipeline: @unchecked Sendable {
         forgetClosedBefore: maxEventTime > Int64.min + horizon ? maxEventTime - horizon : nil)
       let ids = configuration.ids
       var record = commitRecord
-      record.seenMessages = newSeen.map(\.description)
+      record.seenMessages = newSeen
       let added = try store.commitLive(record) { ids.traceID(orderID: $0) }
       newSeen.removeAll(keepingCapacity: true)
       intake?.acknowledge(pendingAcks)
@@ -423,7 +425,7 @@ public final class LivePipeline: @unchecked Sendable {
         if let intake {
           for q in intake.drain() {
             idle = false
-            let key = q.event.sourceKey
+            let key = q.event.sourceKey.identity
             if seenMessages.contains(key) || inflightMessages.contains(key) {
               metrics.amqpDuplicates(q.event.sourceKey.source).increment()
               if seenMessages.contains(key) {
@@ -494,8 +496,17 @@ public final class LivePipeline: @unchecked Sendable {
         lastSeenPrune = now
       }
       let nowNs = Int64(now * 1e9)
-      correlator.advance(to: max(maxEventTime, nowNs - Int64(window * 1e9)))
-      if now - lastCommit >= live.commitInterval || first {
+      // Event time moves the correlator's clock (final_grace, horizon). The wall clock may move
+      // it further only once the input is caught up: while a backlog is read (a queue holding
+      // messages from minutes ago, a file behind) or events wait in the reorder window, their
+      // times lag the wall clock, and closing orders by it would set aside the order's next
+      // events although they came within final_grace of its final status.
+      if idle && held.isEmpty {
+        correlator.advance(to: max(maxEventTime, nowNs - Int64(window * 1e9)))
+      } else if maxEventTime > Int64.min {
+        correlator.advance(to: maxEventTime)
+      }
+      if now - lastCommit >= live.commitInterval || first || pendingAcks.count >= ackBatch {
         try commit(now: now)
         lastCommit = now
       }

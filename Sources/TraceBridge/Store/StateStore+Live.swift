@@ -64,8 +64,8 @@ extension StateStore {
     var nowNs: Int64
     /// Tombstones of orders closed before this time are forgotten, with their aliases.
     var forgetClosedBefore: Int64?
-    /// Identities (source keys) of queue messages whose events this commit holds.
-    var seenMessages: [String] = []
+    /// Identities (`SourceKey.identity`) of queue messages whose events this commit holds.
+    var seenMessages: [UInt64] = []
   }
 
   func loadLive() throws -> LiveState {
@@ -157,8 +157,10 @@ extension StateStore {
       if !commit.timeline.isEmpty { try Self.apply(commit.timeline, in: db, traceIDs: traceIDs) }
       if !commit.seenMessages.isEmpty {
         let seen = try db.cachedStatement(
-          sql: "INSERT OR REPLACE INTO live_seen_messages (key, seen_ns) VALUES (?, ?)")
-        for key in commit.seenMessages { try seen.execute(arguments: [key, commit.nowNs]) }
+          sql: "INSERT OR REPLACE INTO live_seen (id, seen_ns) VALUES (?, ?)")
+        for id in commit.seenMessages {
+          try seen.execute(arguments: [Int64(bitPattern: id), commit.nowNs])
+        }
       }
       if let before = commit.forgetClosedBefore {
         try db.execute(
@@ -183,19 +185,17 @@ extension StateStore {
 
   /// Identities of queue messages committed since `ns` (a redelivery of one is acknowledged,
   /// not processed again).
-  func loadSeenMessages(since ns: Int64) throws -> [SourceKey] {
+  func loadSeenMessages(since ns: Int64) throws -> [UInt64] {
     try queue.read { db in
-      try String.fetchAll(
-        db, sql: "SELECT key FROM live_seen_messages WHERE seen_ns >= ?", arguments: [ns]
-      )
-      .compactMap(SourceKey.init(parsing:))
+      try Int64.fetchAll(db, sql: "SELECT id FROM live_seen WHERE seen_ns >= ?", arguments: [ns])
+        .map { UInt64(bitPattern: $0) }
     }
   }
 
   /// Forgets message identities committed before `ns`.
   func forgetSeenMessages(before ns: Int64) throws {
     try queue.write { db in
-      try db.execute(sql: "DELETE FROM live_seen_messages WHERE seen_ns < ?", arguments: [ns])
+      try db.execute(sql: "DELETE FROM live_seen WHERE seen_ns < ?", arguments: [ns])
     }
   }
 

@@ -104,6 +104,17 @@ public struct SourceKey: Sendable, Hashable, Codable, CustomStringConvertible {
   }
 
   /// Parses ``description``.
+  /// A 64-bit identity of the key (SipHash-2-4 under a fixed key): what the live pipeline
+  /// keeps and stores of the queue messages it has committed, to recognise redeliveries.
+  public var identity: UInt64 {
+    var h = SipHasher(k0: 0x7365_656e_6b65_7931, k1: 0x7472_6163_6562_7264)
+    h.append(Array(source.utf8))
+    h.append(byte: 0)
+    h.append(word: stream)
+    h.append(word: position)
+    return h.finish()
+  }
+
   public init?(parsing text: String) {
     guard let at = text.lastIndex(of: "@"), let slash = text[..<at].lastIndex(of: "/"),
       let stream = UInt64(text[text.index(after: slash)..<at], radix: 16),

@@ -11,60 +11,70 @@ import Crypto
 ///   A keyed PRF like the trace id's HMAC, but about twenty times cheaper: span ids are
 ///   derived once per matched line on the hot path (see docs/architecture.md).
 public struct IDDeriver: Sendable {
-    public let namespace: String
-    private let secret: [UInt8]
-    private let k0: UInt64
-    private let k1: UInt64
+  public let namespace: String
+  /// HMAC-SHA-256 keyed with the secret, before any message: copied for each trace id, so the
+  /// key schedule (both pads hashed) is paid once, not per order. Never mutated: each use
+  /// copies it, and its hash states are copy-on-write values, so sharing it across threads is
+  /// safe although swift-crypto does not mark `HMAC` `Sendable`.
+  nonisolated(unsafe) private let keyed: HMAC<SHA256>
+  private let k0: UInt64
+  private let k1: UInt64
 
-    public init(secret: [UInt8], namespace: String) {
-        self.namespace = namespace
-        self.secret = secret
-        let sub = Array(HMAC<SHA256>.authenticationCode(for: Array("tracebridge span key v1".utf8), using: SymmetricKey(data: secret)))
-        self.k0 = Self.word(sub, 0)
-        self.k1 = Self.word(sub, 8)
+  public init(secret: [UInt8], namespace: String) {
+    self.namespace = namespace
+    self.keyed = HMAC<SHA256>(key: SymmetricKey(data: secret))
+    let sub = Array(
+      HMAC<SHA256>.authenticationCode(
+        for: Array("tracebridge span key v1".utf8), using: SymmetricKey(data: secret)))
+    self.k0 = Self.word(sub, 0)
+    self.k1 = Self.word(sub, 8)
+  }
+
+  /// The trace id of an order. Never all-zero.
+  public func traceID(orderID: String) -> TraceID {
+    var hmac = keyed
+    hmac.update(data: Array("order|\(namespace)|\(orderID)".utf8))
+    let mac = Array(hmac.finalize())
+    var id = TraceID(high: Self.bigEndianWord(mac, 0), low: Self.bigEndianWord(mac, 8))
+    if id.isZero {
+      id = TraceID(high: Self.bigEndianWord(mac, 16), low: Self.bigEndianWord(mac, 24))
     }
+    if id.isZero { id.low = 1 }
+    return id
+  }
 
-    /// The trace id of an order. Never all-zero.
-    public func traceID(orderID: String) -> TraceID {
-        let mac = Array(HMAC<SHA256>.authenticationCode(for: Array("order|\(namespace)|\(orderID)".utf8), using: SymmetricKey(data: secret)))
-        var id = TraceID(high: Self.bigEndianWord(mac, 0), low: Self.bigEndianWord(mac, 8))
-        if id.isZero { id = TraceID(high: Self.bigEndianWord(mac, 16), low: Self.bigEndianWord(mac, 24)) }
-        if id.isZero { id.low = 1 }
-        return id
-    }
+  /// The id of an order's root span. Never zero.
+  public func rootSpanID(orderID: String) -> SpanID {
+    var hasher = SipHasher(k0: k0, k1: k1)
+    hasher.append(Array("root|\(namespace)|\(orderID)".utf8))
+    return Self.nonZero(hasher.finish())
+  }
 
-    /// The id of an order's root span. Never zero.
-    public func rootSpanID(orderID: String) -> SpanID {
-        var hasher = SipHasher(k0: k0, k1: k1)
-        hasher.append(Array("root|\(namespace)|\(orderID)".utf8))
-        return Self.nonZero(hasher.finish())
-    }
+  /// The id of the span an event ends (a transition, a step) derived from its stable source key
+  /// and its time. The time guards against two files that share a first line (a header every
+  /// rotated file starts with) and so a fingerprint: their events at one offset would
+  /// otherwise share ids. `role` tells apart spans one event yields. Never zero.
+  public func spanID(for sourceKey: SourceKey, time: Int64, role: UInt8 = 0) -> SpanID {
+    var hasher = SipHasher(k0: k0, k1: k1)
+    hasher.append(Array("span|\(namespace)|\(sourceKey.source)|".utf8))
+    hasher.append(word: sourceKey.stream)
+    hasher.append(word: sourceKey.position)
+    hasher.append(word: UInt64(bitPattern: time))
+    hasher.append(byte: role)
+    return Self.nonZero(hasher.finish())
+  }
 
-    /// The id of the span an event ends (a transition, a step) derived from its stable source key
-    /// and its time. The time guards against two files that share a first line (a header every
-    /// rotated file starts with) and so a fingerprint: their events at one offset would
-    /// otherwise share ids. `role` tells apart spans one event yields. Never zero.
-    public func spanID(for sourceKey: SourceKey, time: Int64, role: UInt8 = 0) -> SpanID {
-        var hasher = SipHasher(k0: k0, k1: k1)
-        hasher.append(Array("span|\(namespace)|\(sourceKey.source)|".utf8))
-        hasher.append(word: sourceKey.stream)
-        hasher.append(word: sourceKey.position)
-        hasher.append(word: UInt64(bitPattern: time))
-        hasher.append(byte: role)
-        return Self.nonZero(hasher.finish())
-    }
+  private static func nonZero(_ v: UInt64) -> SpanID { SpanID(v == 0 ? 1 : v) }
 
-    private static func nonZero(_ v: UInt64) -> SpanID { SpanID(v == 0 ? 1 : v) }
+  private static func word(_ b: [UInt8], _ at: Int) -> UInt64 {
+    var v: UInt64 = 0
+    for i in 0..<8 { v |= UInt64(b[at + i]) << (8 * UInt64(i)) }
+    return v
+  }
 
-    private static func word(_ b: [UInt8], _ at: Int) -> UInt64 {
-        var v: UInt64 = 0
-        for i in 0..<8 { v |= UInt64(b[at + i]) << (8 * UInt64(i)) }
-        return v
-    }
-
-    private static func bigEndianWord(_ b: [UInt8], _ at: Int) -> UInt64 {
-        var v: UInt64 = 0
-        for i in 0..<8 { v = v << 8 | UInt64(b[at + i]) }
-        return v
-    }
+  private static func bigEndianWord(_ b: [UInt8], _ at: Int) -> UInt64 {
+    var v: UInt64 = 0
+    for i in 0..<8 { v = v << 8 | UInt64(b[at + i]) }
+    return v
+  }
 }
