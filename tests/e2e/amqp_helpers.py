@@ -11,6 +11,16 @@ No pytest here, so that fixtures, benchmarks and scripts can all use it:
     get_all(broker.url, "orders.dlq")                   # -> [(body, properties), ...]
     broker.stop()
 
+With TLS (`scripts/rabbitmq start DIR PORT --tls-port N`: a throwaway CA, a server
+certificate for DNS:localhost and a client certificate in DIR/tls/, client certificates
+required), the plain listener stays for publishing and inspecting:
+
+    broker = Broker(tmp_path / "rabbit", tls=True)      # or tls_port=N
+    broker.start()
+    broker.amqps_url                  # amqps://guest:guest@localhost:N/%2F (by name, not IP)
+    broker.tls_files                  # {"ca_file", "cert_file", "key_file", "untrusted_ca_file"}
+    tls_probe(broker.amqps_url, broker.tls_files["ca_file"])   # -> None, or why it failed
+
 Each broker has its own state directory, node name and ports (see scripts/rabbitmq); its
 queues survive `restart()` and `kill9()` + `start()` on the same directory.
 
@@ -20,9 +30,11 @@ queues survive `restart()` and `kill9()` + `start()` on the same directory.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -81,6 +93,18 @@ def free_port() -> int:
     raise RuntimeError("found no free pair of loopback ports")
 
 
+def free_port_besides(*taken: int) -> int:
+    """A loopback port that is free now and none of `taken` (e.g. a broker's TLS port, which
+    must differ from its AMQP port and that port's distribution port)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in taken and port != 4369:
+            return port
+    raise RuntimeError("found no free loopback port")
+
+
 def pid_alive(pid: int) -> bool:
     """True if the process exists and is not a zombie (PID 1 on these machines can be slow to
     reap orphans, and `kill -0` succeeds on a zombie)."""
@@ -114,17 +138,60 @@ class BrokerError(RuntimeError):
 
 class Broker:
     """A RabbitMQ node run by scripts/rabbitmq with its state in `dir`, AMQP on
-    127.0.0.1:`port` (default: a free port), user guest/guest, vhost "/"."""
+    127.0.0.1:`port` (default: a free port), user guest/guest, vhost "/".
 
-    def __init__(self, dir, port: int | None = None):
+    With `tls=True` (a free port) or `tls_port=N` it also listens for AMQP over TLS on
+    127.0.0.1:N with the certificates scripts/rabbitmq makes in `tls_dir` (reused across
+    restarts on the same directory); the broker requires a client certificate its CA
+    signed. Connect by name (`amqps_url`, host `localhost`): the server certificate names
+    DNS:localhost only, and clients that check host names refuse an IP address."""
+
+    def __init__(self, dir, port: int | None = None, tls_port: int | None = None,
+                 tls: bool = False):
         self.dir = Path(dir).resolve()
         self.port = int(port) if port else free_port()
+        if tls_port:
+            self.tls_port: int | None = int(tls_port)
+        elif tls:
+            self.tls_port = free_port_besides(self.port, dist_port(self.port))
+        else:
+            self.tls_port = None
         self.pid: int | None = None
         self.timings: dict[str, float] = {}  # seconds of the last start, stop, restart
 
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_port is not None
+
+    def _need_tls(self):
+        if not self.tls:
+            raise BrokerError(f"the broker in {self.dir} has no TLS listener: "
+                              f"Broker(..., tls=True) or tls_port=N")
+
+    @property
+    def tls_dir(self) -> Path:
+        """DIR/tls: ca.pem, server.pem/.key, client.pem/.key, untrusted-ca.pem."""
+        self._need_tls()
+        return self.dir / "tls"
+
+    @property
+    def amqps_url(self) -> str:
+        """The TLS listener, by host name (the certificate names DNS:localhost)."""
+        self._need_tls()
+        return f"amqps://guest:guest@localhost:{self.tls_port}/%2F"
+
+    @property
+    def tls_files(self) -> dict:
+        """What a client needs: `ca_file` (the CA that signed the server and client
+        certificates), `cert_file` and `key_file` (the client certificate), and
+        `untrusted_ca_file` (a CA that signed nothing here: verification must fail)."""
+        t = self.tls_dir
+        return {"ca_file": t / "ca.pem", "cert_file": t / "client.pem",
+                "key_file": t / "client.key", "untrusted_ca_file": t / "untrusted-ca.pem"}
 
     @property
     def env(self) -> dict:
@@ -166,9 +233,12 @@ class Broker:
         """Start the broker (or find it already running); returns the seconds it took."""
         self.dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        done = self._run("start", self.dir, self.port, timeout=START_TIMEOUT)
+        args = ["start", self.dir, self.port]
+        if self.tls:
+            args += ["--tls-port", self.tls_port]
+        done = self._run(*args, timeout=START_TIMEOUT)
         if done.returncode != 0:
-            raise BrokerError(f"scripts/rabbitmq start {self.dir} {self.port} failed with exit "
+            raise BrokerError(f"scripts/rabbitmq {' '.join(map(str, args))} failed with exit "
                               f"{done.returncode}:\n{done.stderr[-4000:]}")
         self.pid = self._read_pid()
         if not self.pid or not pid_alive(self.pid):
@@ -258,14 +328,49 @@ class PublishResult:
     errors: list = field(default_factory=list)  # why connections were lost
 
 
-def _parameters(url: str, heartbeat: int = 10):
+def _parameters(url: str, heartbeat: int = 10, ssl_context: ssl.SSLContext | None = None):
     pika = _pika()
     params = pika.URLParameters(url)
     params.connection_attempts = 1
     params.socket_timeout = 5
     params.heartbeat = heartbeat  # notices a hung (not just a dead) broker
     params.blocked_connection_timeout = 60
+    if ssl_context is not None:
+        params.ssl_options = pika.SSLOptions(ssl_context, server_hostname=params.host)
     return params
+
+
+def tls_context(ca_file, cert_file=None, key_file=None) -> ssl.SSLContext:
+    """A client TLS context that trusts only `ca_file`, checks the host name, and presents
+    `cert_file`/`key_file` when given."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    if cert_file:
+        context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+    return context
+
+
+def tls_probe(url: str, ca_file, cert_file=None, key_file=None, timeout: float = 15) -> str | None:
+    """Connect to an amqps:// URL with pika (TLS, log in, open a channel, close): None when
+    that worked, else what failed (the TLS alert or verification error, as text). No retry:
+    the broker must already be up."""
+    pika = _pika()
+    params = _parameters(url, heartbeat=30,
+                         ssl_context=tls_context(ca_file, cert_file, key_file))
+    params.socket_timeout = timeout
+    quiet = logging.getLogger("pika")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # an expected failure is logged with tracebacks otherwise
+    try:
+        conn = pika.BlockingConnection(params)
+    except Exception as exc:  # noqa: BLE001 - the reason is the answer
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        quiet.setLevel(level)
+    try:
+        conn.channel().close()
+    finally:
+        conn.close()
+    return None
 
 
 def _make_properties(properties, index: int):
@@ -539,13 +644,28 @@ def _selftest() -> int:
     import shutil
     logging.getLogger("pika").setLevel(logging.CRITICAL)  # reconnect noise is expected
     work = Path(tempfile.mkdtemp(prefix="tb-amqp-selftest-"))
-    broker = Broker(work / "broker", free_port())
+    broker = Broker(work / "broker", free_port(), tls=True)
     ok = False
     say = lambda msg: print(f"selftest: {msg}", flush=True)  # noqa: E731
     try:
         say(f"broker dir {broker.dir}, port {broker.port} (distribution {dist_port(broker.port)})")
         say(f"start: {broker.start():.1f}s (pid {broker.pid}, node {broker.node})")
         assert broker.start() < 10 and broker.alive(), "a second start should find it running"
+
+        tls = broker.tls_files
+        assert tls_probe(broker.amqps_url, tls["ca_file"], tls["cert_file"], tls["key_file"]) \
+            is None, "TLS with the CA and the client certificate should connect"
+        no_cert = tls_probe(broker.amqps_url, tls["ca_file"])
+        assert no_cert is not None, "the broker accepted a TLS client without a certificate"
+        wrong_ca = tls_probe(broker.amqps_url, tls["untrusted_ca_file"], tls["cert_file"],
+                             tls["key_file"])
+        assert wrong_ca is not None and "CERTIFICATE_VERIFY_FAILED" in wrong_ca, wrong_ca
+        by_ip = tls_probe(broker.amqps_url.replace("localhost", "127.0.0.1"), tls["ca_file"],
+                          tls["cert_file"], tls["key_file"])
+        assert by_ip is not None and "IP address mismatch" in by_ip, by_ip
+        server_cert = (broker.tls_dir / "server.pem").read_bytes()
+        say(f"TLS on localhost:{broker.tls_port}: the client certificate connects; refused "
+            f"without one ({no_cert[:80]}), with another CA and by IP address")
 
         q = "tb.selftest"
         declare_queue(broker.url, q)
@@ -577,6 +697,11 @@ def _selftest() -> int:
         assert queue_counts(broker.url, q) == (500, 0), queue_counts(broker.url, q)
         assert [b for b, _ in get_all(broker.url, q)] == kept
         say("the durable queue kept its 500 undelivered persistent messages across the restart")
+        assert (broker.tls_dir / "server.pem").read_bytes() == server_cert, \
+            "the restart made new certificates"
+        assert tls_probe(broker.amqps_url, tls["ca_file"], tls["cert_file"],
+                         tls["key_file"]) is None, "TLS gone after the restart"
+        say("TLS still up after the restart, with the same certificates")
 
         # Crash while publishing: kill -9 the broker once 2,000 of 20,000 are confirmed, start
         # it again; the publisher reconnects and re-sends what was not confirmed. Every body
