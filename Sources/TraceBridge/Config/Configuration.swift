@@ -100,7 +100,7 @@ public struct AMQPSourceSettings: Sendable {
   /// Only check that the queue exists (queues the services own) instead of declaring it.
   public var passive = false
   public var bindings: [(exchange: String, routingKey: String)] = []
-  public var prefetch = 1000
+  public var prefetch = 5000
   /// Where a message no rule can map goes, with the reason in the `x-tracebridge-reason`
   /// header. Default: the default exchange with routing key `<queue>.dead` (a durable queue
   /// of that name is declared).

@@ -2,6 +2,7 @@ import AMQPConsumer
 import Foundation
 import LogParsers
 import Logging
+import Prometheus
 import TraceBridgeCore
 
 extension Configuration {
@@ -133,6 +134,9 @@ final class SourceConsumer: @unchecked Sendable {
   private let metrics: LiveMetrics
   private let logger: Logger
   private let lock = NSCondition()
+  /// Counters touched for every message, looked up once.
+  private let receivedCounter: Counter
+  private let formatCounters: [BodyFormat: Counter]
   private var stopRequested = false
   private var finished = false
   /// Deliveries the pipeline has committed, not yet acknowledged (this generation only).
@@ -153,6 +157,11 @@ final class SourceConsumer: @unchecked Sendable {
     self.inbox = inbox
     self.metrics = metrics
     self.logger = logger
+    receivedCounter = metrics.amqpReceived(source.name)
+    formatCounters = Dictionary(
+      uniqueKeysWithValues: [BodyFormat.json, .xml, .text].map {
+        ($0, metrics.amqpFormat(source.name, $0))
+      })
   }
 
   func start() {
@@ -256,7 +265,7 @@ final class SourceConsumer: @unchecked Sendable {
       guard let delivery = try connection.nextDelivery(timeout: waiting ? 0.005 : 0.1) else {
         continue
       }
-      metrics.amqpReceived(source.name).increment()
+      receivedCounter.increment()
       outstanding.append(delivery.deliveryTag)
       switch map(delivery) {
       case .event(let event, let rule):
@@ -323,7 +332,7 @@ final class SourceConsumer: @unchecked Sendable {
     }
     switch result.outcome {
     case .matched(let rule, var event):
-      metrics.amqpFormat(source.name, result.format ?? .auto).increment()
+      if let f = result.format { formatCounters[f]?.increment() }
       Self.addMessagingAttributes(&event, d, queue: queue.queue)
       return .event(event, rule: rule)
     case .rejected(let rule, let reason):

@@ -236,6 +236,8 @@ public final class LivePipeline: @unchecked Sendable {
     var lastStatsUpdate = 0.0
     let window = live.reorderWindow
     let ackBatch = intake?.ackBatch ?? Int.max
+    // Looked up once: a lookup builds the label key and takes the registry's lock.
+    let ruleCounters = ruleNames.map { metrics.ruleMatches($0) }
 
     func handle(_ file: FileTailer.TailedFile, _ record: LogRecord, now: Double) {
       let source = file.source.name
@@ -286,7 +288,7 @@ public final class LivePipeline: @unchecked Sendable {
           p.dirty = true
           progress[fp] = p
         }
-        metrics.ruleMatches(ruleNames[h.rule]).increment()
+        ruleCounters[h.rule].increment()
         metrics.events.increment()
         if let d = h.delivery {
           let id = e.sourceKey.identity
