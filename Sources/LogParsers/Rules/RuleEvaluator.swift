@@ -241,9 +241,9 @@ public final class RuleEvaluator {
       guard let value else { return }
       if !first { doc.append(0x2C) }
       first = false
-      appendJSONString(&doc, key)
+      JSONText.appendString(&doc, key)
       doc.append(0x3A)
-      appendJSONString(&doc, value)
+      JSONText.appendString(&doc, value)
     }
     for p in MessageProperty.allCases { prop(p.rawValue, m.property(p)) }
     doc.append(contentsOf: #"},"headers":{"#.utf8)
@@ -253,24 +253,6 @@ public final class RuleEvaluator {
     if body.isEmpty { doc.append(contentsOf: "null".utf8) } else { doc.append(contentsOf: body) }
     doc.append(0x7D)
     return doc
-  }
-
-  static func appendJSONString(_ out: inout [UInt8], _ s: String) {
-    out.append(0x22)
-    for b in s.utf8 {
-      switch b {
-      case 0x22: out.append(contentsOf: [0x5C, 0x22])
-      case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-      case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
-      case 0x0D: out.append(contentsOf: [0x5C, 0x72])
-      case 0x09: out.append(contentsOf: [0x5C, 0x74])
-      case 0..<0x20:
-        let hex = Array("0123456789abcdef".utf8)
-        out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 15)]])
-      default: out.append(b)
-      }
-    }
-    out.append(0x22)
   }
 
   // MARK: - Matching
