@@ -9,6 +9,9 @@ public final class AMQPConnection {
   public let endpoint: AMQPEndpoint
   private var state: amqp_connection_state_t?
   private let channel: amqp_channel_t = 1
+  /// With publisher confirms on: the sequence number of the last message published.
+  private var published: UInt64 = 0
+  private var confirming = false
 
   /// Connects, logs in (PLAIN, with the consumer_cancel_notify capability) and opens a channel.
   public init(endpoint: AMQPEndpoint) throws(AMQPError) {
@@ -230,6 +233,67 @@ public final class AMQPConnection {
       throw .connection(
         "publishing to '\(exchange)'/'\(routingKey)' failed: \(Self.statusText(status))")
     }
+    if confirming {
+      published += 1
+      try waitForConfirm(conn, published)
+    }
+  }
+
+  /// Puts the channel into confirm mode: from now on `publish` returns only once the broker has
+  /// taken the message (basic.ack), and throws when it refuses it (basic.nack). Use it on a
+  /// connection that only publishes: the wait reads frames that deliveries would come in.
+  public func enableConfirms() throws(AMQPError) {
+    let conn = try live()
+    amqp_confirm_select(conn, channel)
+    if let problem = Self.describe(amqp_get_rpc_reply(conn)) {
+      throw .channel("confirm.select: \(problem)")
+    }
+    confirming = true
+    published = 0
+  }
+
+  /// Waits for the broker's basic.ack of publish number `sequence`.
+  private func waitForConfirm(_ conn: amqp_connection_state_t, _ sequence: UInt64)
+    throws(AMQPError)
+  {
+    let deadline = Date().addingTimeInterval(Double(endpoint.rpcTimeout))
+    while true {
+      var frame = amqp_frame_t()
+      let left = max(0.001, deadline.timeIntervalSinceNow)
+      var tv = timeval(tv_sec: Int(left), tv_usec: Int((left - Double(Int(left))) * 1e6))
+      let status = amqp_simple_wait_frame_noblock(conn, &frame, &tv)
+      if status == AMQP_STATUS_TIMEOUT.rawValue {
+        throw .connection(
+          "no publisher confirm from \(endpoint.redacted) within \(endpoint.rpcTimeout) s")
+      }
+      guard status == AMQP_STATUS_OK.rawValue else {
+        throw .connection("waiting for a publisher confirm: \(Self.statusText(status))")
+      }
+      guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { continue }
+      switch frame.payload.method.id {
+      case Method.basicAck:
+        let ack = frame.payload.method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self)
+          .pointee
+        if ack.delivery_tag == sequence || (ack.multiple != 0 && ack.delivery_tag >= sequence) {
+          return
+        }
+      case Method.basicNack:
+        throw .channel("the broker refused the message (basic.nack)")
+      case Method.channelClose:
+        let close = frame.payload.method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self)
+          .pointee
+        throw .channel(
+          "the broker closed the channel: \(close.reply_code) \(Self.string(close.reply_text))")
+      case Method.connectionClose:
+        let close = frame.payload.method.decoded.assumingMemoryBound(
+          to: amqp_connection_close_t.self
+        ).pointee
+        throw .connection(
+          "the broker closed the connection: \(close.reply_code) \(Self.string(close.reply_text))")
+      default:
+        continue
+      }
+    }
   }
 
   /// C copies of strings that live as long as this object (for one publish).
@@ -283,6 +347,8 @@ public final class AMQPConnection {
   enum Method {
     static let basicCancel: amqp_method_number_t = 0x003C_001E
     static let basicReturn: amqp_method_number_t = 0x003C_0032
+    static let basicAck: amqp_method_number_t = 0x003C_0050
+    static let basicNack: amqp_method_number_t = 0x003C_0078
     static let channelClose: amqp_method_number_t = 0x0014_0028
     static let connectionClose: amqp_method_number_t = 0x000A_0032
   }

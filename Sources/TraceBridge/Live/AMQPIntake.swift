@@ -137,6 +137,8 @@ final class SourceConsumer: @unchecked Sendable {
   /// Counters touched for every message, looked up once.
   private let receivedCounter: Counter
   private let formatCounters: [BodyFormat: Counter]
+  /// Publishes dead letters with publisher confirms (opened on the first poison message).
+  private var deadLetterConnection: AMQPConnection?
   private var stopRequested = false
   private var finished = false
   /// Deliveries the pipeline has committed, not yet acknowledged (this generation only).
@@ -222,6 +224,8 @@ final class SourceConsumer: @unchecked Sendable {
         backoff = min(backoff * 2, 30)
       }
     }
+    deadLetterConnection?.close()
+    deadLetterConnection = nil
   }
 
   private func connect() throws -> AMQPConnection {
@@ -370,9 +374,23 @@ final class SourceConsumer: @unchecked Sendable {
     headers.append(("x-tracebridge-source", source.name))
     headers.append(("x-tracebridge-queue", queue.queue))
     if let id = d.messageID { headers.append(("x-tracebridge-message-id", id)) }
-    try connection.publish(
-      exchange: queue.deadLetterExchange, routingKey: queue.deadLetterQueue, body: d.body, like: d,
-      headers: headers)
+    // On a connection of its own with publisher confirms: the poison message is acknowledged
+    // only once the broker has taken its dead-letter copy (a failure here ends the consuming
+    // connection too, so the message comes back and is dead-lettered again).
+    do {
+      if deadLetterConnection == nil {
+        let c = try AMQPConnection(endpoint: endpoint)
+        try c.enableConfirms()
+        deadLetterConnection = c
+      }
+      try deadLetterConnection!.publish(
+        exchange: queue.deadLetterExchange, routingKey: queue.deadLetterQueue, body: d.body,
+        like: d, headers: headers)
+    } catch {
+      deadLetterConnection?.close()
+      deadLetterConnection = nil
+      throw error
+    }
     metrics.amqpDeadLettered(source.name).increment()
     logger.warning(
       "message dead-lettered",
