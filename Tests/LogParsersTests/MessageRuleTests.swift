@@ -1,3 +1,4 @@
+import Foundation
 import LogParsers
 import TraceBridgeCore
 import XCTest
@@ -126,12 +127,6 @@ final class MessageRuleTests: XCTestCase {
     XCTAssertEqual(attribute(try event(r), "station"), "Сборка-1")
   }
 
-  func testGzipContentEncodingIsNotTakenForACharset() throws {
-    let ev = try evaluator([xmlRule], encoding: "windows-1251")
-    let m = MessageInput(contentEncoding: "gzip", body: xmlBody(prolog: nil))
-    XCTAssertEqual(ev.evaluate(message: m, sourceKey: key).charset, "windows-1251")
-  }
-
   func testInvalidUTF8IsReplacedAndCountedNotFatal() throws {
     let ev = try evaluator([xmlRule])
     // Windows-1251 bytes read as UTF-8: each is an invalid sequence.
@@ -149,6 +144,69 @@ final class MessageRuleTests: XCTestCase {
     XCTAssertEqual(
       r.charsetProblem,
       "unknown charset 'x-no-such-charset' in content_encoding; read as windows-1251")
+  }
+
+  // MARK: Compressed bodies
+
+  /// `<Job order="42"><T>2026-12-01T10:05:00Z</T></Job>` gzipped (Python gzip, mtime 0).
+  private let gzipped: [UInt8] = [
+    0x1F, 0x8B, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0xB3, 0xF1, 0xCA, 0x4F, 0x52, 0xC8,
+    0x2F, 0x4A, 0x49, 0x2D, 0xB2, 0x55, 0x32, 0x31, 0x52, 0xB2, 0xB3, 0x09, 0xB1, 0x33, 0x32, 0x30,
+    0x32, 0xD3, 0x35, 0x34, 0xD2, 0x35, 0x30, 0x0C, 0x31, 0x34, 0xB0, 0x32, 0x30, 0xB5, 0x32, 0x30,
+    0x88, 0xB2, 0xD1, 0x0F, 0xB1, 0xB3, 0xD1, 0x07, 0xAA, 0xB5, 0x03, 0x00, 0x79, 0xB5, 0x56, 0x4D,
+    0x31, 0x00, 0x00, 0x00,
+  ]
+
+  func testGzipAndZlibBodiesAreInflatedBeforeTheRulesReadThem() throws {
+    let ev = try evaluator([rule("job", .xml([("order", "/Job/@order"), ("ts", "/Job/T")]))])
+    let gz = ev.evaluate(
+      message: MessageInput(contentEncoding: "gzip", body: gzipped), sourceKey: key)
+    XCTAssertEqual(try event(gz).key, .order("42"))
+    XCTAssertEqual(try event(gz).timeUnixNano, utc100500 * nanos)
+    XCTAssertEqual(gz.charset, "utf-8", "gzip is not a charset: the source's applies")
+    // The same deflate data in a zlib wrapper (content_encoding: deflate).
+    let zlib: [UInt8] =
+      [0x78, 0x9C] + gzipped[10..<(gzipped.count - 8)] + [0x43, 0x69, 0x0C, 0x78]
+    let z = ev.evaluate(
+      message: MessageInput(contentEncoding: "deflate", body: zlib), sourceKey: key)
+    XCTAssertEqual(try event(z).key, .order("42"))
+  }
+
+  func testCorruptTruncatedOrHugeCompressedBodiesAreDeadLetteredWithTheReason() throws {
+    let ev = try evaluator([rule("job", .xml([("order", "/Job/@order"), ("ts", "/Job/T")]))])
+    let plain = Array("<Job order=\"1\"/>".utf8)
+    XCTAssertEqual(
+      deadLetter(
+        ev.evaluate(message: MessageInput(contentEncoding: "gzip", body: plain), sourceKey: key))?
+        .hasPrefix("not gzip: the compressed body is corrupt"), true)
+    XCTAssertEqual(
+      deadLetter(
+        ev.evaluate(
+          message: MessageInput(contentEncoding: "gzip", body: Array(gzipped.prefix(30))),
+          sourceKey: key)),
+      "not gzip: the compressed body ends before its end marker")
+    // 20 MiB of zeros compress to about 20 KiB: over the 16 MiB bound when inflated.
+    let bomb = Array(repeating: UInt8(0), count: 20 << 20)
+    guard case .failure(.tooLarge(let limit)) = Inflate.inflate(Self.gzip(bomb), limit: 16 << 20)
+    else { return XCTFail("a body inflating past the limit must be refused") }
+    XCTAssertEqual(limit, 16 << 20)
+    XCTAssertEqual(try Inflate.inflate(Self.gzip(plain), limit: 1 << 20).get(), plain)
+  }
+
+  /// gzip through the system's `gzip` (the tests do not link zlib themselves).
+  static func gzip(_ data: [UInt8]) -> [UInt8] {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "mrt-\(UUID().uuidString)")
+    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let file = dir.appendingPathComponent("b")
+    _ = FileManager.default.createFile(atPath: file.path, contents: Data(data))
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/gzip")
+    p.arguments = ["-n", file.path]
+    try? p.run()
+    p.waitUntilExit()
+    return [UInt8](FileManager.default.contents(atPath: file.path + ".gz") ?? Data())
   }
 
   // MARK: Formats

@@ -4,12 +4,13 @@
   (`x-queue-type: stream`) through the rules of the source that consumes the live queue: the
   order spans it exports (decoded with opentelemetry-proto) are the ones `tracebridge run`
   sends for the same messages, byte for byte, and messages before --since are not replayed;
-- `tracebridge rules test --message` shows the event a sample message makes, or why it
-  would be dead-lettered.
+- `tracebridge rules test --message` shows the event a sample message makes (also of a gzipped
+  body), or why it would be dead-lettered.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import time
@@ -194,8 +195,14 @@ rules:
         {"properties": {"content_type": "application/xml", "routing_key": "mes.job.started"}}))
     bad = tmp_path / "bad.xml"
     bad.write_text("<m:Job><oops></m:Job>")
+    # The same body gzipped, as Spring AMQP sends large payloads.
+    packed = tmp_path / "job.xml.gz"
+    packed.write_bytes(gzip.compress(good.read_bytes()))
+    (tmp_path / "job.xml.gz.amqp.json").write_text(json.dumps(
+        {"properties": {"content_type": "application/xml", "content_encoding": "gzip"}}))
     done = subprocess.run([str(bridge_bin), "rules", "test", "-c", str(cfg), "--message", str(good),
-                           "--message", str(bad)], capture_output=True, text=True, timeout=60)
+                           "--message", str(bad), "--message", str(packed)],
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert lines[0]["rule"] == "job-started"
@@ -204,6 +211,7 @@ rules:
     assert lines[0]["event"]["time"] == "2026-12-01T10:05:00Z"
     assert lines[0]["event"]["attributes"]["station"] == "Сборка-1"
     assert lines[1]["dead_letter"].startswith("not well-formed XML: line 1:"), lines[1]
+    assert lines[2]["rule"] == "job-started" and lines[2]["event"] == lines[0]["event"], lines[2]
     # --properties with several messages is refused with a reason.
     done = subprocess.run([str(bridge_bin), "rules", "test", "-c", str(cfg), "--message", str(good),
                            "--message", str(bad), "--properties", str(tmp_path / "job.xml.amqp.json")],

@@ -103,9 +103,26 @@ public final class RuleEvaluator {
   /// decides. The body is decoded to UTF-8 once, from the charset the message declares
   /// (`content_encoding`, the XML prolog, the content type's `charset=`) or else the source's
   /// `encoding`.
-  public func evaluate(message m: MessageInput, sourceKey: SourceKey) -> MessageEvaluation {
+  public func evaluate(message input: MessageInput, sourceKey: SourceKey) -> MessageEvaluation {
     jsonState = .unparsed
     logfmtState = .unparsed
+    var m = input
+    if let coding = m.contentEncoding?.lowercased(), ["br", "zstd", "compress"].contains(coding) {
+      return MessageEvaluation(
+        outcome: .unmapped(
+          "content_encoding \(coding) is not supported: only gzip and deflate bodies are decompressed"
+        ), invalidBytes: 0, charset: "")
+    }
+    if let coding = m.contentEncoding?.lowercased(), Self.compressed.contains(coding) {
+      switch Inflate.inflate(m.body, limit: Self.maxInflatedBodyBytes) {
+      case .success(let body):
+        m.body = body
+        m.contentEncoding = nil  // the charset comes from the prolog, the content type or the source
+      case .failure(let why):
+        return MessageEvaluation(
+          outcome: .unmapped("not \(coding): \(why)"), invalidBytes: 0, charset: "")
+      }
+    }
     let detected = m.detectedFormat
     var result = MessageEvaluation(outcome: .unmapped(""), invalidBytes: 0, charset: "")
     var text: [UInt8]? = nil
@@ -219,6 +236,11 @@ public final class RuleEvaluator {
     }
     return result
   }
+
+  /// content_encoding values whose bodies are decompressed before anything reads them.
+  static let compressed: Set<String> = ["gzip", "x-gzip", "deflate"]
+  /// A compressed body may inflate to this many bytes at most (16 MiB).
+  public static let maxInflatedBodyBytes = 16 << 20
 
   private var xmlParser: XMLBodyParser?
   private var namedDecoders: [String: CharsetDecoder?] = [:]
