@@ -24,14 +24,15 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import signal
 import sys
 import threading
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
+from otlp_receiver import serve_until_signalled  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -157,23 +158,7 @@ def main(argv=None) -> int:
     state = State(args.out)
     server = Server(("127.0.0.1", args.port), Handler)
     server.state = state
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                               name="bench-receiver")
-    serving.start()
-    port = server.server_address[1]
-    if args.ready_file:
-        tmp = args.ready_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(tmp, args.ready_file)
-    while not stop.wait(0.5):
-        pass
-    server.shutdown()
-    serving.join()
-    server.server_close()
+    serve_until_signalled(server, args.ready_file, "bench-receiver")
     state.close()
     return 0
 

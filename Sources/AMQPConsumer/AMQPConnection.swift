@@ -279,19 +279,8 @@ public final class AMQPConnection {
         }
       case Method.basicNack:
         throw .channel("the broker refused the message (basic.nack)")
-      case Method.channelClose:
-        let close = frame.payload.method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self)
-          .pointee
-        throw .channel(
-          "the broker closed the channel: \(close.reply_code) \(Self.string(close.reply_text))")
-      case Method.connectionClose:
-        let close = frame.payload.method.decoded.assumingMemoryBound(
-          to: amqp_connection_close_t.self
-        ).pointee
-        throw .connection(
-          "the broker closed the connection: \(close.reply_code) \(Self.string(close.reply_text))")
       default:
-        continue
+        if let closed = Self.closeError(frame.payload.method) { throw closed }
       }
     }
   }
@@ -325,16 +314,8 @@ public final class AMQPConnection {
     switch frame.payload.method.id {
     case Method.basicCancel:
       throw .cancelled("the broker cancelled the consumer (the queue was deleted?)")
-    case Method.channelClose:
-      let close = frame.payload.method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self)
-        .pointee
-      throw .channel(
-        "the broker closed the channel: \(close.reply_code) \(Self.string(close.reply_text))")
-    case Method.connectionClose:
-      let close = frame.payload.method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self)
-        .pointee
-      throw .connection(
-        "the broker closed the connection: \(close.reply_code) \(Self.string(close.reply_text))")
+    case Method.channelClose, Method.connectionClose:
+      if let closed = Self.closeError(frame.payload.method) { throw closed }
     case Method.basicReturn:
       var message = amqp_message_t()
       _ = amqp_read_message(conn, frame.channel, &message, 0)
@@ -353,6 +334,21 @@ public final class AMQPConnection {
     static let connectionClose: amqp_method_number_t = 0x000A_0032
   }
 
+  /// The error a channel.close or connection.close from the broker means; nil for other methods.
+  static func closeError(_ method: amqp_method_t) -> AMQPError? {
+    switch method.id {
+    case Method.channelClose:
+      let c = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+      return .channel("the broker closed the channel: \(c.reply_code) \(string(c.reply_text))")
+    case Method.connectionClose:
+      let c = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+      return .connection(
+        "the broker closed the connection: \(c.reply_code) \(string(c.reply_text))")
+    default:
+      return nil
+    }
+  }
+
   static func string(_ bytes: amqp_bytes_t) -> String {
     guard bytes.len > 0, let p = bytes.bytes else { return "" }
     return String(decoding: UnsafeRawBufferPointer(start: p, count: bytes.len), as: UTF8.self)
@@ -369,15 +365,7 @@ public final class AMQPConnection {
     case AMQP_RESPONSE_NONE: return "no reply (missing RPC reply type)"
     case AMQP_RESPONSE_LIBRARY_EXCEPTION: return statusText(reply.library_error)
     case AMQP_RESPONSE_SERVER_EXCEPTION:
-      switch reply.reply.id {
-      case Method.connectionClose:
-        let c = reply.reply.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
-        return "server closed the connection: \(c.reply_code) \(string(c.reply_text))"
-      case Method.channelClose:
-        let c = reply.reply.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
-        return "server closed the channel: \(c.reply_code) \(string(c.reply_text))"
-      default: return "server error (method \(reply.reply.id))"
-      }
+      return closeError(reply.reply)?.description ?? "server error (method \(reply.reply.id))"
     default: return "unknown reply"
     }
   }

@@ -264,28 +264,32 @@ def main(argv=None):
     server = ReceiverServer(("127.0.0.1", args.port), OTLPHandler)
     server.state = state
 
+    serve_until_signalled(server, args.ready_file, "otlp-receiver")
+    state.close()
+    return 0
+
+
+def serve_until_signalled(server, ready_file: str | None, name: str) -> None:
+    """Serve on a thread until SIGTERM or SIGINT; once listening, write the bound port to
+    `ready_file` (it appears whole: readers never see a partial port). Also used by
+    scripts/bench_live_receiver.py."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-
-    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                               name="otlp-receiver")
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name)
     serving.start()
     port = server.server_address[1]
-    if args.ready_file:
-        tmp = args.ready_file + ".tmp"
+    if ready_file:
+        tmp = ready_file + ".tmp"
         with open(tmp, "w") as f:
             f.write(f"{port}\n")
-        os.replace(tmp, args.ready_file)  # appears whole: readers never see a partial port
-    print(f"otlp receiver listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
-
+        os.replace(tmp, ready_file)
+    print(f"{name} listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     while not stop.wait(0.5):
         pass
     server.shutdown()
     serving.join()
     server.server_close()
-    state.close()
-    return 0
 
 
 if __name__ == "__main__":

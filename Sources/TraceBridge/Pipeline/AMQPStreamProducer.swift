@@ -40,7 +40,7 @@ final class AMQPStreamProducer: EventProducer, @unchecked Sendable {
   private let bytesRead: AtomicCounter
   private let linesRead: AtomicCounter
   private var report = StreamReport()
-  private let finished = DispatchSemaphore(value: 0)
+  private let thread = ProducerThread()
 
   init(
     source: SourceDefinition, queueName: String, identityQueue: String, endpoint: AMQPEndpoint,
@@ -65,20 +65,10 @@ final class AMQPStreamProducer: EventProducer, @unchecked Sendable {
     self.linesRead = linesRead
   }
 
-  func start() {
-    let thread = Thread { [self] in
-      ThreadName.set("stream-\(source.name)")
-      run()
-      finished.signal()
-    }
-    thread.name = "stream-\(source.name)"
-    thread.stackSize = 1 << 22
-    thread.start()
-  }
+  func start() { thread.start(name: "stream-\(source.name)") { [self] in run() } }
 
   func waitForReport() -> StreamReport {
-    finished.wait()
-    finished.signal()
+    thread.wait()
     return report
   }
 

@@ -33,7 +33,7 @@ final class StreamProducer: @unchecked Sendable {
   private let bytesRead: AtomicCounter
   private let linesRead: AtomicCounter
   private(set) var report = StreamReport()
-  private let finished = DispatchSemaphore(value: 0)
+  private let thread = ProducerThread()
 
   init(
     source: SourceDefinition, files: [String], rules: [CompiledRule], ruleIndices: [Int],
@@ -52,21 +52,11 @@ final class StreamProducer: @unchecked Sendable {
     self.linesRead = linesRead
   }
 
-  func start() {
-    let thread = Thread { [self] in
-      ThreadName.set("read-\(source.name)")
-      run()
-      finished.signal()
-    }
-    thread.name = "read-\(source.name)"
-    thread.stackSize = 1 << 22
-    thread.start()
-  }
+  func start() { thread.start(name: "read-\(source.name)") { [self] in run() } }
 
   /// The report, once the thread has ended (call after the queue returned nil).
   func waitForReport() -> StreamReport {
-    finished.wait()
-    finished.signal()
+    thread.wait()
     return report
   }
 
@@ -139,6 +129,28 @@ final class StreamProducer: @unchecked Sendable {
     if !batch.isEmpty { queue.put(batch) }
     rejected?.write(&rejectBuffer)
     queue.close()
+  }
+}
+
+/// The thread a backfill producer reads on, and waiting for its end.
+final class ProducerThread: @unchecked Sendable {
+  private let finished = DispatchSemaphore(value: 0)
+
+  func start(name: String, _ body: @escaping @Sendable () -> Void) {
+    let thread = Thread { [finished] in
+      ThreadName.set(name)
+      body()
+      finished.signal()
+    }
+    thread.name = name
+    thread.stackSize = 1 << 22
+    thread.start()
+  }
+
+  /// Returns once the body has ended (any number of times).
+  func wait() {
+    finished.wait()
+    finished.signal()
   }
 }
 
