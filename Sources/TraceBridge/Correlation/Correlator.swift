@@ -64,6 +64,9 @@ public final class Correlator {
   }
 
   public var openOrders: Int { open.count }
+
+  /// The trace id of an open order, without deriving it again (an HMAC).
+  public func openTraceID(_ orderID: String) -> TraceID? { open[orderID]?.traceID }
   public var pendingAliasEvents: Int { pendingCount }
 
   public func process(_ event: OrderEvent) {

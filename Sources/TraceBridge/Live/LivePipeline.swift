@@ -348,7 +348,9 @@ public final class LivePipeline: @unchecked Sendable {
       let ids = configuration.ids
       var record = commitRecord
       record.seenMessages = newSeen
-      let added = try store.commitLive(record) { ids.traceID(orderID: $0) }
+      let added = try store.commitLive(record) {
+        correlator.openTraceID($0) ?? ids.traceID(orderID: $0)
+      }
       newSeen.removeAll(keepingCapacity: true)
       intake?.acknowledge(pendingAcks)
       pendingAcks.removeAll(keepingCapacity: true)

@@ -13,6 +13,7 @@ public final class LiveRunner: Sendable {
   public let metrics = LiveMetrics()
   let pipeline: LivePipeline
   let sender: SpoolSender
+  let checkpointer: WALCheckpointer
   let storePath: String
   private let logger: Logger
   private let drainSeconds: Double
@@ -58,6 +59,11 @@ public final class LiveRunner: Sendable {
       metrics: metrics,
       spool: spool, refusedDirectory: configuration.dataDirectory + "/export-refused",
       logger: logger)
+    do {
+      checkpointer = try WALCheckpointer(store: store, logger: logger)
+    } catch {
+      throw CLIError("cannot open the state store \(path): \(error)", exitCode: 1)
+    }
     let sender = sender
     let intake = try AMQPIntake(configuration: configuration, metrics: metrics, logger: logger)
     pipeline = LivePipeline(
@@ -92,7 +98,8 @@ public final class LiveRunner: Sendable {
       configuration: .init(address: .hostname(host, port: port), serverName: "tracebridge"),
       logger: logger)
     let service = PipelineService(
-      pipeline: pipeline, sender: sender, drainSeconds: drainSeconds, logger: logger)
+      pipeline: pipeline, sender: sender, checkpointer: checkpointer, drainSeconds: drainSeconds,
+      logger: logger)
     let group = ServiceGroup(
       configuration: .init(
         services: [
@@ -107,10 +114,13 @@ public final class LiveRunner: Sendable {
 struct PipelineService: Service {
   let pipeline: LivePipeline
   let sender: SpoolSender
+  let checkpointer: WALCheckpointer
   let drainSeconds: Double
   let logger: Logger
 
   func run() async throws {
+    try checkpointer.start()
+    defer { checkpointer.stop() }
     sender.start()
     pipeline.start()
     while !Task.isShuttingDownGracefully && !Task.isCancelled && pipeline.isRunning {

@@ -117,10 +117,13 @@ extension StateStore {
   @discardableResult
   func commitLive(_ commit: LiveCommit, traceIDs: (String) -> TraceID) throws -> Int64 {
     try queue.write { db in
-      let spool = try db.cachedStatement(
-        sql: "INSERT INTO spool (service, span, created_ns) VALUES (?, ?, ?)")
+      let spool = try RawStatement(
+        db, sql: "INSERT INTO spool (service, span, created_ns) VALUES (?, ?, ?)")
       for span in commit.spans {
-        try spool.execute(arguments: [span.service, Data(span.bytes), commit.nowNs])
+        spool.bind(1, span.service)
+        spool.bind(2, blob: span.bytes)
+        spool.bind(3, commit.nowNs)
+        try spool.run()
       }
       let upsert = try db.cachedStatement(
         sql: "INSERT OR REPLACE INTO live_orders (order_id, state) VALUES (?, ?)")
@@ -156,10 +159,12 @@ extension StateStore {
       }
       if !commit.timeline.isEmpty { try Self.apply(commit.timeline, in: db, traceIDs: traceIDs) }
       if !commit.seenMessages.isEmpty {
-        let seen = try db.cachedStatement(
-          sql: "INSERT OR REPLACE INTO live_seen (id, seen_ns) VALUES (?, ?)")
+        let seen = try RawStatement(
+          db, sql: "INSERT OR IGNORE INTO live_seen (seen_ns, id) VALUES (?, ?)")
         for id in commit.seenMessages {
-          try seen.execute(arguments: [Int64(bitPattern: id), commit.nowNs])
+          seen.bind(1, commit.nowNs)
+          seen.bind(2, Int64(bitPattern: id))
+          try seen.run()
         }
       }
       if let before = commit.forgetClosedBefore {
