@@ -227,6 +227,43 @@ final class MessageRuleTests: XCTestCase {
     XCTAssertEqual(e.timeUnixNano, utc100500 * nanos)
   }
 
+  func testTheEnvelopeHoldsEveryPropertyAndHeaderSomeRulePointsAt() throws {
+    // Two rules name different properties and headers: each finds its own, whichever rule
+    // the envelope was built for first; an absent header is absent, not empty.
+    let ev = try evaluator([
+      rule(
+        "by-type",
+        .json([("order", "/body/id"), ("ts", "/body/at"), ("t", "/properties/type")]),
+        event: EventTemplate(orderID: "${order}", kind: "log", attributes: [("t", "${t}")])),
+      rule(
+        "by-header",
+        .json([
+          ("order", "/body/id"), ("ts", "/body/at"), ("h", "/headers/x-odd \"name\""),
+          ("mid", "/properties/message_id"),
+        ]),
+        event: EventTemplate(
+          orderID: "${order}", kind: "log", attributes: [("h", "${h}"), ("mid", "${mid}")])),
+    ])
+    let body = Array(#"{"id":"9","at":"2026-12-01T10:05:00Z"}"#.utf8)
+    let typed = try event(
+      ev.evaluate(
+        message: MessageInput(messageID: "m-9", type: "OrderPaid", body: body), sourceKey: key))
+    XCTAssertEqual(typed.rule, "by-type")
+    XCTAssertEqual(attribute(typed, "t"), "OrderPaid")
+    let headed = try event(
+      ev.evaluate(
+        message: MessageInput(
+          messageID: "m-10", headers: [("x-other", "1"), ("x-odd \"name\"", "v\"1")], body: body),
+        sourceKey: key))
+    XCTAssertEqual(headed.rule, "by-header")
+    XCTAssertEqual(attribute(headed, "h"), "v\"1")
+    XCTAssertEqual(attribute(headed, "mid"), "m-10")
+    XCTAssertNotNil(
+      deadLetter(
+        ev.evaluate(
+          message: MessageInput(headers: [("x-other", "1")], body: body), sourceKey: key)))
+  }
+
   func testAnArrayOfTypeNamesSelectsWithWhere() throws {
     let ev = try evaluator([
       rule(
@@ -276,6 +313,12 @@ final class MessageRuleTests: XCTestCase {
       MessageInput(contentType: "text/xml; charset=utf-8", body: []).detectedFormat, .xml)
     XCTAssertEqual(
       MessageInput(contentType: "text/plain", body: Array("{".utf8)).detectedFormat, .text)
+    XCTAssertEqual(MessageInput(contentType: "application/json", body: []).detectedFormat, .json)
+    XCTAssertEqual(MessageInput(contentType: "Application/XML", body: []).detectedFormat, .xml)
+    XCTAssertEqual(MessageInput(contentType: " text/plain ", body: []).detectedFormat, .text)
+    XCTAssertEqual(
+      MessageInput(contentType: "", body: Array("<a/>".utf8)).detectedFormat, .xml,
+      "an empty content type says nothing")
     XCTAssertEqual(MessageInput(body: Array("  <a/>".utf8)).detectedFormat, .xml)
     XCTAssertEqual(MessageInput(body: Array("\n[1]".utf8)).detectedFormat, .json)
     XCTAssertEqual(MessageInput(body: Array("JOB 1".utf8)).detectedFormat, .text)

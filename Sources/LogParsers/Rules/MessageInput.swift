@@ -66,6 +66,14 @@ public struct MessageInput: Sendable {
   /// The content type without parameters, lowercased (`application/xml`).
   var mediaType: String? {
     guard let c = contentType else { return nil }
+    // The common case, a bare lowercase type (`application/json`), without splitting.
+    if !c.isEmpty,
+      c.utf8.allSatisfy({
+        $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ";") && !(0x41...0x5A).contains($0)
+      })
+    {
+      return c
+    }
     let base = c.split(separator: ";", maxSplits: 1).first.map(String.init) ?? c
     let t = base.trimmingSpaces().lowercased()
     return t.isEmpty ? nil : t
@@ -99,7 +107,7 @@ public struct MessageInput: Sendable {
       return (e, "content_encoding")
     }
     if lookAtProlog, let e = Self.prologEncoding(body) { return (e, "the XML prolog") }
-    if let c = contentType {
+    if let c = contentType, c.utf8.contains(UInt8(ascii: ";")) {
       for param in c.split(separator: ";").dropFirst() {
         let kv = param.split(separator: "=", maxSplits: 1)
         if kv.count == 2, kv[0].trimmingSpaces().lowercased() == "charset" {

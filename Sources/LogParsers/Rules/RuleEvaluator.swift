@@ -44,6 +44,9 @@ public final class RuleEvaluator {
   /// json rules: per rule, per field, the index of its pointer in `jsonScanner`.
   private let jsonFieldIndex: [[Int]]
   private var jsonValues: [String?] = []
+  /// The properties and headers the JSON rules point at: only those go into a message's
+  /// envelope (writing all of them for every message was a tenth of a queue drain's mapping).
+  private let envelopeParts: EnvelopeParts
   private var jsonState = LogfmtState.unparsed
   /// The current record's `key=value` pairs as byte ranges; parsed once per record, on demand.
   private var logfmtPairs: [LogfmtPair] = []
@@ -71,6 +74,7 @@ public final class RuleEvaluator {
       }
     }
     jsonScanner = JSONFieldScanner(pointers: pointers)
+    envelopeParts = EnvelopeParts(pointers: pointers)
     logfmtKeys = rules.map { rule in
       rule.kind == .logfmt ? rule.structuredFields.map { Array($0.path[0].utf8) } : []
     }
@@ -166,7 +170,9 @@ public final class RuleEvaluator {
       var matched = false
       switch rule.kind {
       case .json:
-        if envelope == nil { envelope = Self.envelope(m, body: decodedBody()) }
+        if envelope == nil {
+          envelope = Self.envelope(m, body: decodedBody(), parts: envelopeParts)
+        }
         matched = envelope!.withUnsafeBufferPointer { matchJSON(i, $0) }
       case .xml:
         if xml == nil {
@@ -253,8 +259,42 @@ public final class RuleEvaluator {
     return d
   }
 
-  /// `{"properties": {…}, "headers": {…}, "body": <body>}`: what `json:` rules point into.
-  static func envelope(_ m: MessageInput, body: [UInt8]) -> [UInt8] {
+  /// Which properties and headers an envelope needs: those some pointer names, all of them
+  /// where a pointer takes the whole object (`/properties`, `/headers` or the root).
+  struct EnvelopeParts {
+    var allProperties = false
+    var properties: Set<String> = []
+    var allHeaders = false
+    var headers: Set<String> = []
+
+    static let all = EnvelopeParts(allProperties: true, allHeaders: true)
+
+    init(allProperties: Bool, allHeaders: Bool) {
+      self.allProperties = allProperties
+      self.allHeaders = allHeaders
+    }
+
+    init(pointers: [[String]]) {
+      for p in pointers {
+        guard let first = p.first, !(p.count == 1 && first.isEmpty) else {
+          allProperties = true  // the root: the whole envelope
+          allHeaders = true
+          continue
+        }
+        switch first {
+        case "properties":
+          if p.count > 1 { properties.insert(p[1]) } else { allProperties = true }
+        case "headers":
+          if p.count > 1 { headers.insert(p[1]) } else { allHeaders = true }
+        default: break
+        }
+      }
+    }
+  }
+
+  /// `{"properties": {…}, "headers": {…}, "body": <body>}`: what `json:` rules point into,
+  /// with the properties and headers of `parts`.
+  static func envelope(_ m: MessageInput, body: [UInt8], parts: EnvelopeParts = .all) -> [UInt8] {
     var doc: [UInt8] = []
     doc.reserveCapacity(body.count + 256)
     doc.append(contentsOf: #"{"properties":{"#.utf8)
@@ -267,10 +307,13 @@ public final class RuleEvaluator {
       doc.append(0x3A)
       JSONText.appendString(&doc, value)
     }
-    for p in MessageProperty.allCases { prop(p.rawValue, m.property(p)) }
+    for p in MessageProperty.allCases
+    where parts.allProperties || parts.properties.contains(p.rawValue) {
+      prop(p.rawValue, m.property(p))
+    }
     doc.append(contentsOf: #"},"headers":{"#.utf8)
     first = true
-    for (k, v) in m.headers { prop(k, v) }
+    for (k, v) in m.headers where parts.allHeaders || parts.headers.contains(k) { prop(k, v) }
     doc.append(contentsOf: #"},"body":"#.utf8)
     if body.isEmpty { doc.append(contentsOf: "null".utf8) } else { doc.append(contentsOf: body) }
     doc.append(0x7D)
