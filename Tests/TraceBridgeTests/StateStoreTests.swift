@@ -99,8 +99,16 @@ final class StateStoreTests: XCTestCase {
       XCTAssertThrowsError(try insert.run()) { error in
         XCTAssertTrue("\(error)".contains("UNIQUE constraint failed: t.k"), "\(error)")
       }
-      insert.bind(1, Int64(4))  // usable after the error
+      // Usable after the error; its bindings were cleared (nothing points into freed memory).
+      insert.bind(1, Int64(4))
+      insert.bind(2, "x")
+      insert.bind(3, Int64?.none)
+      insert.bind(4, blob: [1])
       try insert.run()
+      insert.bind(1, Int64(5))
+      XCTAssertThrowsError(try insert.run(), "unbound parameters are NULL") { error in
+        XCTAssertTrue("\(error)".contains("NOT NULL constraint failed: t.b"), "\(error)")
+      }
     }
     let rows = try store.queue.read { db in
       try Row.fetchAll(

@@ -125,16 +125,25 @@ extension StateStore {
         spool.bind(3, commit.nowNs)
         try spool.run()
       }
-      let upsert = try db.cachedStatement(
-        sql: "INSERT OR REPLACE INTO live_orders (order_id, state) VALUES (?, ?)")
-      for (id, state) in commit.delta.upserted { try upsert.execute(arguments: [id, state]) }
-      let removeOrder = try db.cachedStatement(sql: "DELETE FROM live_orders WHERE order_id = ?")
-      let tombstone = try db.cachedStatement(
+      let upsert = try RawStatement(
+        db, sql: "INSERT OR REPLACE INTO live_orders (order_id, state) VALUES (?, ?)")
+      for (id, state) in commit.delta.upserted {
+        upsert.bind(1, id)
+        upsert.bind(2, blob: state)
+        try upsert.run()
+      }
+      let removeOrder = try RawStatement(db, sql: "DELETE FROM live_orders WHERE order_id = ?")
+      let tombstone = try RawStatement(
+        db,
         sql:
           "INSERT OR REPLACE INTO live_tombstones (order_id, closed_at_ns, data) VALUES (?, ?, ?)")
       for (id, data) in commit.delta.closed {
-        try removeOrder.execute(arguments: [id])
-        try tombstone.execute(arguments: [id, commit.delta.watermark, data])
+        removeOrder.bind(1, id)
+        try removeOrder.run()
+        tombstone.bind(1, id)
+        tombstone.bind(2, commit.delta.watermark)
+        tombstone.bind(3, blob: data)
+        try tombstone.run()
       }
       let alias = try db.cachedStatement(
         sql: "INSERT OR REPLACE INTO live_aliases (kind, alias, order_id) VALUES (?, ?, ?)")

@@ -177,9 +177,9 @@ public final class StateStore: Sendable {
               THEN excluded.status_since_ns ELSE status_since_ns END,
             user_id = coalesce(user_id, excluded.user_id)
           """)
-      let insertAlias = try db.cachedStatement(
-        sql: "INSERT OR REPLACE INTO aliases (kind, alias, order_id) VALUES (?, ?, ?)")
-      let closeOrder = try db.cachedStatement(sql: "UPDATE orders SET state = ? WHERE order_id = ?")
+      let insertAlias = try RawStatement(
+        db, sql: "INSERT OR REPLACE INTO aliases (kind, alias, order_id) VALUES (?, ?, ?)")
+      let closeOrder = try RawStatement(db, sql: "UPDATE orders SET state = ? WHERE order_id = ?")
       /// One upsert per order and call, not per event: the merge the SQL does (min first,
       /// max last, the latest status, the first user) is done here first for the batch.
       struct OrderRow {
@@ -197,7 +197,12 @@ public final class StateStore: Sendable {
       for change in changes {
         switch change {
         case .event(let e, let orderID):
-          insertEvent.bind(1, "\(e.sourceKey)#\(e.timeUnixNano)")
+          insertEvent.bindText(1) { out in
+            e.sourceKey.appendDescription(to: &out)
+            out.append(UInt8(ascii: "#"))
+            if e.timeUnixNano < 0 { out.append(UInt8(ascii: "-")) }
+            SourceKey.appendDigits(e.timeUnixNano.magnitude, radix: 10, to: &out)
+          }
           insertEvent.bind(2, orderID)
           insertEvent.bind(3, e.timeUnixNano)
           insertEvent.bind(4, e.service)
@@ -208,7 +213,7 @@ public final class StateStore: Sendable {
           insertEvent.bind(9, e.userID)
           insertEvent.bind(10, e.rule)
           insertEvent.bind(11, e.zoneRule)
-          insertEvent.bind(12, Self.attributesJSON(e.attributes))
+          insertEvent.bindText(12) { Self.appendAttributesJSON(e.attributes, to: &$0) }
           try insertEvent.run()
           let isStatus = e.kind == .statusChange && e.status != nil
           if var r = rows[orderID] {
@@ -228,10 +233,16 @@ public final class StateStore: Sendable {
             rowOrder.append(orderID)
           }
           if let link = e.link {
-            try insertAlias.execute(arguments: [link.alias.kind, link.alias.key, link.orderID])
+            insertAlias.bind(1, link.alias.kind)
+            insertAlias.bind(2, link.alias.key)
+            insertAlias.bind(3, link.orderID)
+            try insertAlias.run()
           }
           if case .alias(let a) = e.key {
-            try insertAlias.execute(arguments: [a.kind, a.key, orderID])
+            insertAlias.bind(1, a.kind)
+            insertAlias.bind(2, a.key)
+            insertAlias.bind(3, orderID)
+            try insertAlias.run()
           }
         case .closed(let s):
           closes.append(s)
@@ -252,14 +263,22 @@ public final class StateStore: Sendable {
       // After the upserts: they never touch `state`, so closing last gives what closing in
       // event order would.
       for s in closes {
-        try closeOrder.execute(arguments: [s.complete ? "complete" : "incomplete", s.orderID])
+        closeOrder.bind(1, s.complete ? "complete" : "incomplete")
+        closeOrder.bind(2, s.orderID)
+        try closeOrder.run()
       }
     }
   }
 
   static func attributesJSON(_ attributes: [Attribute]) -> String {
-    guard !attributes.isEmpty else { return "{}" }
-    var buffer: [UInt8] = [0x7B]
+    var buffer: [UInt8] = []
+    appendAttributesJSON(attributes, to: &buffer)
+    return String(decoding: buffer, as: UTF8.self)
+  }
+
+  /// The attributes as one JSON object, appended to `buffer`.
+  static func appendAttributesJSON(_ attributes: [Attribute], to buffer: inout [UInt8]) {
+    buffer.append(0x7B)
     for (i, a) in attributes.enumerated() {
       if i > 0 { buffer.append(0x2C) }
       RejectedWriter.appendString(&buffer, a.key)
@@ -272,6 +291,5 @@ public final class StateStore: Sendable {
       }
     }
     buffer.append(0x7D)
-    return String(decoding: buffer, as: UTF8.self)
   }
 }

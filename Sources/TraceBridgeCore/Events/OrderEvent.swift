@@ -103,7 +103,28 @@ public struct SourceKey: Sendable, Hashable, Codable, CustomStringConvertible {
     "\(source)/\(String(stream, radix: 16))@\(position)"
   }
 
-  /// Parses ``description``.
+  /// Appends ``description``'s UTF-8 bytes (no intermediate strings: the live commit writes
+  /// one for every event).
+  public func appendDescription(to out: inout [UInt8]) {
+    out.append(contentsOf: source.utf8)
+    out.append(UInt8(ascii: "/"))
+    Self.appendDigits(stream, radix: 16, to: &out)
+    out.append(UInt8(ascii: "@"))
+    Self.appendDigits(position, radix: 10, to: &out)
+  }
+
+  /// `value` in `radix` (lowercase hex digits), as `String(value, radix:)` writes it.
+  public static func appendDigits(_ value: UInt64, radix: UInt64, to out: inout [UInt8]) {
+    let start = out.count
+    var v = value
+    repeat {
+      let x = UInt8(v % radix)
+      out.append(x < 10 ? 0x30 + x : 0x57 + x)
+      v /= radix
+    } while v > 0
+    out[start...].reverse()
+  }
+
   /// A 64-bit identity of the key (SipHash-2-4 under a fixed key): what the live pipeline
   /// keeps and stores of the queue messages it has committed, to recognise redeliveries.
   public var identity: UInt64 {
@@ -115,6 +136,7 @@ public struct SourceKey: Sendable, Hashable, Codable, CustomStringConvertible {
     return h.finish()
   }
 
+  /// Parses ``description``.
   public init?(parsing text: String) {
     guard let at = text.lastIndex(of: "@"), let slash = text[..<at].lastIndex(of: "/"),
       let stream = UInt64(text[text.index(after: slash)..<at], radix: 16),
