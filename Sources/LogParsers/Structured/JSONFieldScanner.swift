@@ -17,31 +17,38 @@ struct JSONFieldScanner {
         var p = Parser(text: text)
         p.skipSpace()
         guard p.peek == 0x7B else { return false }
-        var path: [[UInt8]] = []
-        guard value(&p, &path, &values) else { return false }
+        guard value(&p, depth: 0, candidates: Array(pointers.indices), &values) else { return false }
         p.skipSpace()
         return p.i == text.count
     }
 
-    /// Pointers for which `path` is a prefix (or equal).
-    private func wanted(_ path: [[UInt8]]) -> (descend: Bool, exact: Int?) {
-        var descend = false
-        var exact: Int?
-        for (n, ptr) in pointers.enumerated() where ptr.count >= path.count {
-            var same = true
-            for k in 0..<path.count where ptr[k] != path[k] {
-                same = false
-                break
+    /// Whether reference token `token` is the member name `key` (raw bytes of `text`, or
+    /// unescaped when it held escapes).
+    private func same(_ token: [UInt8], _ key: Parser.Key, _ text: UnsafeBufferPointer<UInt8>) -> Bool {
+        switch key {
+        case .raw(let r):
+            guard token.count == r.count else { return false }
+            var k = r.lowerBound
+            for b in token {
+                if text[k] != b { return false }
+                k += 1
             }
-            guard same else { continue }
-            if ptr.count == path.count { exact = n } else { descend = true }
+            return true
+        case .unescaped(let bytes): return token == bytes
         }
-        return (descend, exact)
     }
 
-    private func value(_ p: inout Parser, _ path: inout [[UInt8]], _ values: inout [String?]) -> Bool {
+    /// The value at `p`, whose path matches the first `depth` tokens of the `candidates`
+    /// pointers. Strings and members no pointer leads into are skipped without copying.
+    private func value(
+        _ p: inout Parser, depth: Int, candidates: [Int], _ values: inout [String?]
+    ) -> Bool {
         p.skipSpace()
-        let (descend, exact) = wanted(path)
+        var descend = false
+        var exact: Int?
+        for n in candidates {
+            if pointers[n].count == depth { exact = n } else { descend = true }
+        }
         let start = p.i
         guard let c = p.peek else { return false }
         switch c {
@@ -53,13 +60,11 @@ struct JSONFieldScanner {
             } else {
                 while true {
                     p.skipSpace()
-                    guard let key = p.string() else { return false }
+                    guard let key = p.key() else { return false }
                     p.skipSpace()
                     guard p.peek == 0x3A else { return false }
                     p.i += 1
-                    path.append(key)
-                    guard value(&p, &path, &values) else { return false }
-                    path.removeLast()
+                    guard member(&p, key, depth: depth, candidates: candidates, &values) else { return false }
                     p.skipSpace()
                     if p.peek == 0x2C {
                         p.i += 1
@@ -78,9 +83,8 @@ struct JSONFieldScanner {
                 p.i += 1
             } else {
                 while true {
-                    path.append(Array(String(index).utf8))
-                    guard value(&p, &path, &values) else { return false }
-                    path.removeLast()
+                    let key = Parser.Key.unescaped(Array(String(index).utf8))
+                    guard member(&p, key, depth: depth, candidates: candidates, &values) else { return false }
                     index += 1
                     p.skipSpace()
                     if p.peek == 0x2C {
@@ -93,8 +97,9 @@ struct JSONFieldScanner {
                 }
             }
         case 0x22:
+            guard let exact else { return p.skipString() }
             guard let s = p.string() else { return false }
-            if let exact { values[exact] = String(decoding: s, as: UTF8.self) }
+            values[exact] = String(decoding: s, as: UTF8.self)
             return true
         default:
             guard p.skipValue() else { return false }
@@ -110,6 +115,22 @@ struct JSONFieldScanner {
         return true
     }
 
+    /// The member `key` of the container at `depth`: read where a pointer leads into it, skipped
+    /// otherwise.
+    private func member(
+        _ p: inout Parser, _ key: Parser.Key, depth: Int, candidates: [Int], _ values: inout [String?]
+    ) -> Bool {
+        let text = p.text
+        let wanted = { (n: Int) -> Bool in
+            self.pointers[n].count > depth && self.same(self.pointers[n][depth], key, text)
+        }
+        guard candidates.contains(where: wanted) else {
+            p.skipSpace()
+            return p.skipValue()
+        }
+        return value(&p, depth: depth + 1, candidates: candidates.filter(wanted), &values)
+    }
+
     struct Parser {
         let text: UnsafeBufferPointer<UInt8>
         var i = 0
@@ -118,6 +139,28 @@ struct JSONFieldScanner {
 
         mutating func skipSpace() {
             while i < text.count, text[i] == 0x20 || text[i] == 0x09 || text[i] == 0x0A || text[i] == 0x0D { i += 1 }
+        }
+
+        /// A member name: its bytes in `text` when it has no escapes (no copy), else unescaped.
+        enum Key {
+            case raw(Range<Int>)
+            case unescaped([UInt8])
+        }
+
+        mutating func key() -> Key? {
+            guard peek == 0x22 else { return nil }
+            var k = i + 1
+            while k < text.count {
+                let c = text[k]
+                if c == 0x22 {
+                    let r = (i + 1)..<k
+                    i = k + 1
+                    return .raw(r)
+                }
+                if c == 0x5C { return string().map { .unescaped($0) } }
+                k += 1
+            }
+            return nil
         }
 
         /// A string at `i`, unescaped.
