@@ -80,10 +80,14 @@ final class AMQPIntake: @unchecked Sendable {
 
   func start() { consumers.forEach { $0.start() } }
 
-  /// How many acknowledgements may wait for a commit before the pipeline commits early: half
-  /// the smallest prefetch. A consumer whose whole prefetch waits for its acks receives nothing
-  /// more, so waiting for the commit interval would cap the drain rate at prefetch / interval.
-  var ackBatch: Int { consumers.map { max(1, $0.queue.prefetch / 2) }.min() ?? 1 }
+  /// `wake` is called when events arrive in an empty inbox (set before `start`).
+  func setWake(_ wake: @escaping @Sendable () -> Void) { inbox.wake = wake }
+
+  /// How many acknowledgements may wait for a commit before the pipeline commits early: a
+  /// quarter of the smallest prefetch. A consumer whose whole prefetch waits for its acks
+  /// receives nothing more, so waiting for the commit interval would cap the drain rate at
+  /// prefetch / interval; a quarter (not half) keeps the broker sending while a commit runs.
+  var ackBatch: Int { consumers.map { max(1, $0.queue.prefetch / 4) }.min() ?? 1 }
 
   func stop() { consumers.forEach { $0.stop() } }
 
@@ -102,16 +106,20 @@ final class AMQPIntake: @unchecked Sendable {
   final class Inbox: @unchecked Sendable {
     private let lock = NSLock()
     private var items: [QueuedEvent] = []
+    var wake: (@Sendable () -> Void)?
     func put(_ e: QueuedEvent) {
       lock.lock()
+      let wasEmpty = items.isEmpty
       items.append(e)
       lock.unlock()
+      if wasEmpty { wake?() }
     }
     func drain() -> [QueuedEvent] {
       lock.lock()
       defer { lock.unlock() }
-      let out = items
-      items.removeAll(keepingCapacity: true)
+      var out: [QueuedEvent] = []
+      out.reserveCapacity(items.count)
+      swap(&out, &items)
       return out
     }
     var count: Int {

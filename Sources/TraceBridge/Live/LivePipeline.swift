@@ -23,6 +23,7 @@ public final class LivePipeline: @unchecked Sendable {
   private let logger: Logger
   private let stopLock = NSCondition()
   private var stopRequested = false
+  private var nudged = false
   private var stopped = false
   private var isReady = false
   private var fatal: String?
@@ -100,9 +101,22 @@ public final class LivePipeline: @unchecked Sendable {
     return stopRequested
   }
 
+  /// Waits `seconds`, or less when stopped or when a queue consumer hands over events.
   private func sleep(_ seconds: Double) {
     stopLock.lock()
-    if !stopRequested { _ = stopLock.wait(until: Date().addingTimeInterval(seconds)) }
+    if !stopRequested && !nudged {
+      _ = stopLock.wait(until: Date().addingTimeInterval(seconds))
+    }
+    nudged = false
+    stopLock.unlock()
+  }
+
+  /// A queue consumer put events into an empty inbox: the loop must not sleep out its poll
+  /// interval (with a small prefetch, every message the broker may send would be waiting).
+  func nudge() {
+    stopLock.lock()
+    nudged = true
+    stopLock.signal()
     stopLock.unlock()
   }
 
@@ -199,6 +213,7 @@ public final class LivePipeline: @unchecked Sendable {
       closed: { timeline.append(.closed($0)) })
     try correlator.restore(state.snapshot)
     correlator.trackChanges()
+    intake?.setWake { [weak self] in self?.nudge() }
     intake?.start()
     if !state.snapshot.open.isEmpty || state.spoolSpans > 0 {
       logger.notice(
