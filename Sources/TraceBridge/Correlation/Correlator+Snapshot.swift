@@ -12,7 +12,7 @@ struct ChangeLog {
 /// The correlator's state in the form the live store keeps it, so that a restart — or a
 /// SIGKILL — resumes exactly where the last commit left: the same open orders, aliases and
 /// waiting alias-only events, hence the same spans for the events read after it.
-struct CorrelatorDelta {
+struct CorrelatorDelta: Sendable {
   /// Open orders, `OrderState` in its binary form (`OrderState+Binary.swift`).
   var upserted: [(orderID: String, state: Data)] = []
   /// Orders that closed: now tombstones (JSON-encoded `ClosedOrder`).

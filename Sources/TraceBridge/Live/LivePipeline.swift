@@ -213,6 +213,11 @@ public final class LivePipeline: @unchecked Sendable {
       closed: { timeline.append(.closed($0)) })
     try correlator.restore(state.snapshot)
     correlator.trackChanges()
+    let writer = CommitWriter(
+      store: store, ids: configuration.ids, intake: intake, metrics: metrics, spool: spool,
+      wake: wake)
+    writer.start()
+    defer { _ = try? writer.finish() }
     intake?.setWake { [weak self] in self?.nudge() }
     intake?.start()
     if !state.snapshot.open.isEmpty || state.spoolSpans > 0 {
@@ -363,19 +368,19 @@ public final class LivePipeline: @unchecked Sendable {
       let ids = configuration.ids
       var record = commitRecord
       record.seenMessages = newSeen
-      let added = try store.commitLive(record) {
-        correlator.openTraceID($0) ?? ids.traceID(orderID: $0)
+      var traceIDs: [String: TraceID] = [:]
+      for change in timeline {
+        if case .event(_, let id) = change, traceIDs[id] == nil {
+          traceIDs[id] = correlator.openTraceID(id) ?? ids.traceID(orderID: id)
+        }
       }
+      try writer.submit(
+        CommitWriter.Job(
+          commit: record, traceIDs: traceIDs, acks: pendingAcks, messageTimes: messageTimes,
+          readTimes: readTimes))
       newSeen.removeAll(keepingCapacity: true)
-      intake?.acknowledge(pendingAcks)
       pendingAcks.removeAll(keepingCapacity: true)
-      for t in messageTimes { metrics.messageLatency.record(max(0, now - t)) }
       messageTimes.removeAll(keepingCapacity: true)
-      if !spans.isEmpty {
-        spool.add(spans: spans.count, bytes: added)
-        wake()
-      }
-      for t in readTimes { metrics.spoolLatency.record(now - t) }
       readTimes.removeAll(keepingCapacity: true)
       spans.removeAll(keepingCapacity: true)
       timeline.removeAll(keepingCapacity: true)
@@ -545,6 +550,7 @@ public final class LivePipeline: @unchecked Sendable {
     // Shutdown: commit what was processed; what waits in the reorder window is re-read on
     // the next start (the checkpoints stop before it).
     try commit(now: Date().timeIntervalSince1970)
+    try writer.finish()  // the acknowledgements of the last commits go out before the consumers stop
     intake?.stop()
     tailer.closeAll()
   }

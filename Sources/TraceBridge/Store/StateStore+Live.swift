@@ -54,7 +54,7 @@ extension StateStore {
   }
 
   /// One commit of the live pipeline.
-  struct LiveCommit {
+  struct LiveCommit: Sendable {
     /// Spans encoded in the exporter's format, with their service.
     var spans: [(service: String, bytes: [UInt8])] = []
     var delta: CorrelatorDelta

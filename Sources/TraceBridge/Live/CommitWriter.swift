@@ -1,0 +1,107 @@
+import Foundation
+import TraceBridgeCore
+
+/// Runs the live pipeline's commits, in order, on a thread of its own, so that correlating the
+/// next events overlaps writing the previous ones (on a queue drain the commit was two thirds of
+/// the pipeline thread's time, and nothing else moved while it ran).
+///
+/// What a commit guarantees does not change: its acknowledgements, its spool counters and its
+/// latency figures are handed on only after the transaction returned. At most one commit runs
+/// and one waits; the pipeline blocks on a third (backpressure). A failed commit stops the
+/// writer: later jobs are dropped unacknowledged and the pipeline stops with the error at its
+/// next commit.
+final class CommitWriter: @unchecked Sendable {
+  struct Job: Sendable {
+    var commit: StateStore.LiveCommit
+    /// Trace ids of the orders the timeline rows name, derived on the pipeline thread.
+    var traceIDs: [String: TraceID]
+    var acks: [DeliveryRef]
+    /// Event times (s) of the committed queue messages, and read times (s) of all events.
+    var messageTimes: [Double]
+    var readTimes: [Double]
+  }
+
+  private let store: StateStore
+  private let ids: IDDeriver
+  private let intake: AMQPIntake?
+  private let metrics: LiveMetrics
+  private let spool: SpoolCounters
+  private let wake: () -> Void
+  private let jobs = BlockingQueue<Job>(capacity: 1)
+  private let condition = NSCondition()
+  private var error: (any Error)?
+  private var finished = false
+
+  init(
+    store: StateStore, ids: IDDeriver, intake: AMQPIntake?, metrics: LiveMetrics,
+    spool: SpoolCounters, wake: @escaping () -> Void
+  ) {
+    self.store = store
+    self.ids = ids
+    self.intake = intake
+    self.metrics = metrics
+    self.spool = spool
+    self.wake = wake
+  }
+
+  func start() {
+    let thread = Thread { [self] in
+      ThreadName.set("live-commit")
+      run()
+      condition.lock()
+      finished = true
+      condition.broadcast()
+      condition.unlock()
+    }
+    thread.name = "live-commit"
+    thread.start()
+  }
+
+  /// Queues a commit (waiting while one runs and one waits); throws the error of an earlier
+  /// commit that failed.
+  func submit(_ job: Job) throws {
+    if let error = failure { throw error }
+    jobs.put(job)
+  }
+
+  /// Waits for the queued commits; throws the error of one that failed.
+  func finish() throws {
+    jobs.close()
+    condition.lock()
+    while !finished { condition.wait() }
+    let error = error
+    condition.unlock()
+    if let error { throw error }
+  }
+
+  var failure: (any Error)? {
+    condition.lock()
+    defer { condition.unlock() }
+    return error
+  }
+
+  private func run() {
+    while let job = jobs.take() {
+      guard failure == nil else { continue }
+      let added: Int64
+      do {
+        let traceIDs = job.traceIDs
+        let ids = ids
+        added = try store.commitLive(job.commit) { traceIDs[$0] ?? ids.traceID(orderID: $0) }
+      } catch {
+        condition.lock()
+        self.error = error
+        condition.unlock()
+        continue
+      }
+      intake?.acknowledge(job.acks)
+      let now = Double(job.commit.nowNs) / 1e9
+      for t in job.messageTimes { metrics.messageLatency.record(max(0, now - t)) }
+      for t in job.readTimes { metrics.spoolLatency.record(now - t) }
+      if !job.commit.spans.isEmpty {
+        spool.add(spans: job.commit.spans.count, bytes: added)
+        wake()
+      }
+    }
+  }
+}
