@@ -80,7 +80,7 @@ final class SpoolSender: @unchecked Sendable {
       let batch: [(seq: Int64, service: String, span: [UInt8])]
       do {
         batch = try store.spoolBatch(maxSpans: maxBatchSpans)
-        updateGauges()
+        updateGaugesNowAndThen()
       } catch {
         logger.error("cannot read the spool", metadata: ["error": "\(error)"])
         waitForWork(1)
@@ -110,7 +110,7 @@ final class SpoolSender: @unchecked Sendable {
       do {
         try store.spoolDelete(batch.map(\.seq))
         spool.remove(spans: batch.count, bytes: batch.reduce(0) { $0 + Int64($1.span.count) })
-        updateGauges()
+        updateGaugesNowAndThen()
       } catch {
         logger.error(
           "cannot remove sent spans from the spool; they will be sent again",
@@ -118,6 +118,16 @@ final class SpoolSender: @unchecked Sendable {
         waitForWork(1)
       }
     }
+  }
+
+  private var lastGaugeUpdate = 0.0
+  /// At most once a second from the sending loop (a read of the spool's oldest row each time);
+  /// a scrape of /metrics brings them up to date anyway.
+  private func updateGaugesNowAndThen() {
+    let now = Date().timeIntervalSince1970
+    guard now - lastGaugeUpdate >= 1 else { return }
+    lastGaugeUpdate = now
+    updateGauges()
   }
 
   private var lastRetries = 0
