@@ -148,6 +148,11 @@ public final class RuleEvaluator {
         }
       }
       result.charset = decoder.charset
+      // ASCII is the same in UTF-8: the body as it is, without a copy (most JSON bodies).
+      if decoder.isUTF8, Self.isASCII(m.body) {
+        text = m.body
+        return m.body
+      }
       var out: [UInt8] = []
       out.reserveCapacity(m.body.count + m.body.count / 4)
       var body = m.body[...]
@@ -241,6 +246,24 @@ public final class RuleEvaluator {
       result.outcome = .unmapped("no rule matched the message (tried \(names); \(described))")
     }
     return result
+  }
+
+  static func isASCII(_ bytes: [UInt8]) -> Bool {
+    bytes.withUnsafeBytes { raw in
+      var i = 0
+      let n = raw.count
+      while i + 8 <= n {
+        if raw.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 {
+          return false
+        }
+        i += 8
+      }
+      while i < n {
+        if raw[i] & 0x80 != 0 { return false }
+        i += 1
+      }
+      return true
+    }
   }
 
   /// content_encoding values whose bodies are decompressed before anything reads them.
