@@ -4,277 +4,285 @@
 /// numbers as written, `true`/`false`); objects and arrays as their JSON text; `null` and
 /// missing paths as nil.
 struct JSONFieldScanner {
-    /// Each pointer as its reference tokens (`/a/b/0` → ["a", "b", "0"]), as UTF-8.
-    let pointers: [[[UInt8]]]
+  /// Each pointer as its reference tokens (`/a/b/0` → ["a", "b", "0"]), as UTF-8.
+  let pointers: [[[UInt8]]]
 
-    init(pointers: [[String]]) {
-        self.pointers = pointers.map { $0.map { Array($0.utf8) } }
+  init(pointers: [[String]]) {
+    self.pointers = pointers.map { $0.map { Array($0.utf8) } }
+  }
+
+  /// Fills `values` (one per pointer). Returns false when `text` is not a JSON object.
+  func scan(_ text: UnsafeBufferPointer<UInt8>, into values: inout [String?]) -> Bool {
+    values = [String?](repeating: nil, count: pointers.count)
+    var p = Parser(text: text)
+    p.skipSpace()
+    guard p.peek == 0x7B else { return false }
+    guard value(&p, depth: 0, candidates: Array(pointers.indices), &values) else { return false }
+    p.skipSpace()
+    return p.i == text.count
+  }
+
+  /// Whether reference token `token` is the member name `key` (raw bytes of `text`, or
+  /// unescaped when it held escapes).
+  private func same(_ token: [UInt8], _ key: Parser.Key, _ text: UnsafeBufferPointer<UInt8>) -> Bool
+  {
+    switch key {
+    case .raw(let r):
+      guard token.count == r.count else { return false }
+      var k = r.lowerBound
+      for b in token {
+        if text[k] != b { return false }
+        k += 1
+      }
+      return true
+    case .unescaped(let bytes): return token == bytes
+    }
+  }
+
+  /// The value at `p`, whose path matches the first `depth` tokens of the `candidates`
+  /// pointers. Strings and members no pointer leads into are skipped without copying.
+  private func value(
+    _ p: inout Parser, depth: Int, candidates: [Int], _ values: inout [String?]
+  ) -> Bool {
+    p.skipSpace()
+    var descend = false
+    var exact: Int?
+    for n in candidates {
+      if pointers[n].count == depth { exact = n } else { descend = true }
+    }
+    let start = p.i
+    guard let c = p.peek else { return false }
+    switch c {
+    case 0x7B where descend:
+      p.i += 1
+      p.skipSpace()
+      if p.peek == 0x7D {
+        p.i += 1
+      } else {
+        while true {
+          p.skipSpace()
+          guard let key = p.key() else { return false }
+          p.skipSpace()
+          guard p.peek == 0x3A else { return false }
+          p.i += 1
+          guard member(&p, key, depth: depth, candidates: candidates, &values) else { return false }
+          p.skipSpace()
+          if p.peek == 0x2C {
+            p.i += 1
+            continue
+          }
+          guard p.peek == 0x7D else { return false }
+          p.i += 1
+          break
+        }
+      }
+    case 0x5B where descend:
+      p.i += 1
+      p.skipSpace()
+      var index = 0
+      if p.peek == 0x5D {
+        p.i += 1
+      } else {
+        while true {
+          let key = Parser.Key.unescaped(Array(String(index).utf8))
+          guard member(&p, key, depth: depth, candidates: candidates, &values) else { return false }
+          index += 1
+          p.skipSpace()
+          if p.peek == 0x2C {
+            p.i += 1
+            continue
+          }
+          guard p.peek == 0x5D else { return false }
+          p.i += 1
+          break
+        }
+      }
+    case 0x22:
+      guard let exact else { return p.skipString() }
+      guard let s = p.string() else { return false }
+      values[exact] = String(decoding: s, as: UTF8.self)
+      return true
+    default:
+      guard p.skipValue() else { return false }
+      if let exact {
+        let raw = UnsafeBufferPointer(rebasing: p.text[start..<p.i])
+        if !(raw.count == 4 && raw[0] == 0x6E) {  // null
+          values[exact] = String(decoding: raw, as: UTF8.self)
+        }
+      }
+      return true
+    }
+    if let exact {
+      values[exact] = String(
+        decoding: UnsafeBufferPointer(rebasing: p.text[start..<p.i]), as: UTF8.self)
+    }
+    return true
+  }
+
+  /// The member `key` of the container at `depth`: read where a pointer leads into it, skipped
+  /// otherwise.
+  private func member(
+    _ p: inout Parser, _ key: Parser.Key, depth: Int, candidates: [Int], _ values: inout [String?]
+  ) -> Bool {
+    let text = p.text
+    let wanted = { (n: Int) -> Bool in
+      self.pointers[n].count > depth && self.same(self.pointers[n][depth], key, text)
+    }
+    guard candidates.contains(where: wanted) else {
+      p.skipSpace()
+      return p.skipValue()
+    }
+    return value(&p, depth: depth + 1, candidates: candidates.filter(wanted), &values)
+  }
+
+  struct Parser {
+    let text: UnsafeBufferPointer<UInt8>
+    var i = 0
+
+    var peek: UInt8? { i < text.count ? text[i] : nil }
+
+    mutating func skipSpace() {
+      while i < text.count, text[i] == 0x20 || text[i] == 0x09 || text[i] == 0x0A || text[i] == 0x0D
+      { i += 1 }
     }
 
-    /// Fills `values` (one per pointer). Returns false when `text` is not a JSON object.
-    func scan(_ text: UnsafeBufferPointer<UInt8>, into values: inout [String?]) -> Bool {
-        values = [String?](repeating: nil, count: pointers.count)
-        var p = Parser(text: text)
-        p.skipSpace()
-        guard p.peek == 0x7B else { return false }
-        guard value(&p, depth: 0, candidates: Array(pointers.indices), &values) else { return false }
-        p.skipSpace()
-        return p.i == text.count
+    /// A member name: its bytes in `text` when it has no escapes (no copy), else unescaped.
+    enum Key {
+      case raw(Range<Int>)
+      case unescaped([UInt8])
     }
 
-    /// Whether reference token `token` is the member name `key` (raw bytes of `text`, or
-    /// unescaped when it held escapes).
-    private func same(_ token: [UInt8], _ key: Parser.Key, _ text: UnsafeBufferPointer<UInt8>) -> Bool {
-        switch key {
-        case .raw(let r):
-            guard token.count == r.count else { return false }
-            var k = r.lowerBound
-            for b in token {
-                if text[k] != b { return false }
-                k += 1
+    mutating func key() -> Key? {
+      guard peek == 0x22 else { return nil }
+      var k = i + 1
+      while k < text.count {
+        let c = text[k]
+        if c == 0x22 {
+          let r = (i + 1)..<k
+          i = k + 1
+          return .raw(r)
+        }
+        if c == 0x5C { return string().map { .unescaped($0) } }
+        k += 1
+      }
+      return nil
+    }
+
+    /// A string at `i`, unescaped.
+    mutating func string() -> [UInt8]? {
+      guard peek == 0x22 else { return nil }
+      i += 1
+      var out: [UInt8] = []
+      var runStart = i
+      while i < text.count {
+        let c = text[i]
+        if c == 0x22 {
+          out.append(contentsOf: UnsafeBufferPointer(rebasing: text[runStart..<i]))
+          i += 1
+          return out
+        }
+        if c == 0x5C {
+          out.append(contentsOf: UnsafeBufferPointer(rebasing: text[runStart..<i]))
+          i += 1
+          guard i < text.count else { return nil }
+          switch text[i] {
+          case 0x6E: out.append(0x0A)
+          case 0x74: out.append(0x09)
+          case 0x72: out.append(0x0D)
+          case 0x62: out.append(0x08)
+          case 0x66: out.append(0x0C)
+          case 0x75:
+            guard var scalar = hex4(i + 1) else { return nil }
+            i += 4
+            if (0xD800..<0xDC00).contains(scalar), i + 6 < text.count, text[i + 1] == 0x5C,
+              text[i + 2] == 0x75, let low = hex4(i + 3), (0xDC00..<0xE000).contains(low)
+            {
+              scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+              i += 6
             }
-            return true
-        case .unescaped(let bytes): return token == bytes
+            let u = Unicode.Scalar(scalar) ?? "\u{FFFD}"
+            out.append(contentsOf: Array(String(Character(u)).utf8))
+          default: out.append(text[i])
+          }
+          i += 1
+          runStart = i
+          continue
         }
+        i += 1
+      }
+      return nil
     }
 
-    /// The value at `p`, whose path matches the first `depth` tokens of the `candidates`
-    /// pointers. Strings and members no pointer leads into are skipped without copying.
-    private func value(
-        _ p: inout Parser, depth: Int, candidates: [Int], _ values: inout [String?]
-    ) -> Bool {
-        p.skipSpace()
-        var descend = false
-        var exact: Int?
-        for n in candidates {
-            if pointers[n].count == depth { exact = n } else { descend = true }
-        }
-        let start = p.i
-        guard let c = p.peek else { return false }
+    func hex4(_ at: Int) -> UInt32? {
+      guard at + 4 <= text.count else { return nil }
+      var v: UInt32 = 0
+      for k in at..<(at + 4) {
+        let c = text[k]
+        let d: UInt8
         switch c {
-        case 0x7B where descend:
-            p.i += 1
-            p.skipSpace()
-            if p.peek == 0x7D {
-                p.i += 1
-            } else {
-                while true {
-                    p.skipSpace()
-                    guard let key = p.key() else { return false }
-                    p.skipSpace()
-                    guard p.peek == 0x3A else { return false }
-                    p.i += 1
-                    guard member(&p, key, depth: depth, candidates: candidates, &values) else { return false }
-                    p.skipSpace()
-                    if p.peek == 0x2C {
-                        p.i += 1
-                        continue
-                    }
-                    guard p.peek == 0x7D else { return false }
-                    p.i += 1
-                    break
-                }
-            }
-        case 0x5B where descend:
-            p.i += 1
-            p.skipSpace()
-            var index = 0
-            if p.peek == 0x5D {
-                p.i += 1
-            } else {
-                while true {
-                    let key = Parser.Key.unescaped(Array(String(index).utf8))
-                    guard member(&p, key, depth: depth, candidates: candidates, &values) else { return false }
-                    index += 1
-                    p.skipSpace()
-                    if p.peek == 0x2C {
-                        p.i += 1
-                        continue
-                    }
-                    guard p.peek == 0x5D else { return false }
-                    p.i += 1
-                    break
-                }
-            }
-        case 0x22:
-            guard let exact else { return p.skipString() }
-            guard let s = p.string() else { return false }
-            values[exact] = String(decoding: s, as: UTF8.self)
-            return true
-        default:
-            guard p.skipValue() else { return false }
-            if let exact {
-                let raw = UnsafeBufferPointer(rebasing: p.text[start..<p.i])
-                if !(raw.count == 4 && raw[0] == 0x6E) {  // null
-                    values[exact] = String(decoding: raw, as: UTF8.self)
-                }
-            }
-            return true
+        case 0x30...0x39: d = c - 0x30
+        case 0x41...0x46: d = c - 0x41 + 10
+        case 0x61...0x66: d = c - 0x61 + 10
+        default: return nil
         }
-        if let exact { values[exact] = String(decoding: UnsafeBufferPointer(rebasing: p.text[start..<p.i]), as: UTF8.self) }
-        return true
+        v = v << 4 | UInt32(d)
+      }
+      return v
     }
 
-    /// The member `key` of the container at `depth`: read where a pointer leads into it, skipped
-    /// otherwise.
-    private func member(
-        _ p: inout Parser, _ key: Parser.Key, depth: Int, candidates: [Int], _ values: inout [String?]
-    ) -> Bool {
-        let text = p.text
-        let wanted = { (n: Int) -> Bool in
-            self.pointers[n].count > depth && self.same(self.pointers[n][depth], key, text)
+    /// Skips one value of any kind.
+    mutating func skipValue() -> Bool {
+      skipSpace()
+      guard let c = peek else { return false }
+      switch c {
+      case 0x22: return skipString()
+      case 0x7B, 0x5B:
+        var depth = 0
+        while i < text.count {
+          let d = text[i]
+          if d == 0x22 {
+            guard skipString() else { return false }
+            continue
+          }
+          if d == 0x7B || d == 0x5B { depth += 1 }
+          if d == 0x7D || d == 0x5D {
+            depth -= 1
+            if depth == 0 {
+              i += 1
+              return true
+            }
+          }
+          i += 1
         }
-        guard candidates.contains(where: wanted) else {
-            p.skipSpace()
-            return p.skipValue()
+        return false
+      default:
+        let start = i
+        while i < text.count {
+          let d = text[i]
+          if d == 0x2C || d == 0x7D || d == 0x5D || d == 0x20 || d == 0x09 || d == 0x0A || d == 0x0D
+          {
+            break
+          }
+          i += 1
         }
-        return value(&p, depth: depth + 1, candidates: candidates.filter(wanted), &values)
+        return i > start
+      }
     }
 
-    struct Parser {
-        let text: UnsafeBufferPointer<UInt8>
-        var i = 0
-
-        var peek: UInt8? { i < text.count ? text[i] : nil }
-
-        mutating func skipSpace() {
-            while i < text.count, text[i] == 0x20 || text[i] == 0x09 || text[i] == 0x0A || text[i] == 0x0D { i += 1 }
+    mutating func skipString() -> Bool {
+      i += 1
+      while i < text.count {
+        if text[i] == 0x5C {
+          i += 2
+          continue
         }
-
-        /// A member name: its bytes in `text` when it has no escapes (no copy), else unescaped.
-        enum Key {
-            case raw(Range<Int>)
-            case unescaped([UInt8])
+        if text[i] == 0x22 {
+          i += 1
+          return true
         }
-
-        mutating func key() -> Key? {
-            guard peek == 0x22 else { return nil }
-            var k = i + 1
-            while k < text.count {
-                let c = text[k]
-                if c == 0x22 {
-                    let r = (i + 1)..<k
-                    i = k + 1
-                    return .raw(r)
-                }
-                if c == 0x5C { return string().map { .unescaped($0) } }
-                k += 1
-            }
-            return nil
-        }
-
-        /// A string at `i`, unescaped.
-        mutating func string() -> [UInt8]? {
-            guard peek == 0x22 else { return nil }
-            i += 1
-            var out: [UInt8] = []
-            var runStart = i
-            while i < text.count {
-                let c = text[i]
-                if c == 0x22 {
-                    out.append(contentsOf: UnsafeBufferPointer(rebasing: text[runStart..<i]))
-                    i += 1
-                    return out
-                }
-                if c == 0x5C {
-                    out.append(contentsOf: UnsafeBufferPointer(rebasing: text[runStart..<i]))
-                    i += 1
-                    guard i < text.count else { return nil }
-                    switch text[i] {
-                    case 0x6E: out.append(0x0A)
-                    case 0x74: out.append(0x09)
-                    case 0x72: out.append(0x0D)
-                    case 0x62: out.append(0x08)
-                    case 0x66: out.append(0x0C)
-                    case 0x75:
-                        guard var scalar = hex4(i + 1) else { return nil }
-                        i += 4
-                        if (0xD800..<0xDC00).contains(scalar), i + 6 < text.count, text[i + 1] == 0x5C,
-                            text[i + 2] == 0x75, let low = hex4(i + 3), (0xDC00..<0xE000).contains(low)
-                        {
-                            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                            i += 6
-                        }
-                        let u = Unicode.Scalar(scalar) ?? "\u{FFFD}"
-                        out.append(contentsOf: Array(String(Character(u)).utf8))
-                    default: out.append(text[i])
-                    }
-                    i += 1
-                    runStart = i
-                    continue
-                }
-                i += 1
-            }
-            return nil
-        }
-
-        func hex4(_ at: Int) -> UInt32? {
-            guard at + 4 <= text.count else { return nil }
-            var v: UInt32 = 0
-            for k in at..<(at + 4) {
-                let c = text[k]
-                let d: UInt8
-                switch c {
-                case 0x30...0x39: d = c - 0x30
-                case 0x41...0x46: d = c - 0x41 + 10
-                case 0x61...0x66: d = c - 0x61 + 10
-                default: return nil
-                }
-                v = v << 4 | UInt32(d)
-            }
-            return v
-        }
-
-        /// Skips one value of any kind.
-        mutating func skipValue() -> Bool {
-            skipSpace()
-            guard let c = peek else { return false }
-            switch c {
-            case 0x22: return skipString()
-            case 0x7B, 0x5B:
-                var depth = 0
-                while i < text.count {
-                    let d = text[i]
-                    if d == 0x22 {
-                        guard skipString() else { return false }
-                        continue
-                    }
-                    if d == 0x7B || d == 0x5B { depth += 1 }
-                    if d == 0x7D || d == 0x5D {
-                        depth -= 1
-                        if depth == 0 {
-                            i += 1
-                            return true
-                        }
-                    }
-                    i += 1
-                }
-                return false
-            default:
-                let start = i
-                while i < text.count {
-                    let d = text[i]
-                    if d == 0x2C || d == 0x7D || d == 0x5D || d == 0x20 || d == 0x09 || d == 0x0A || d == 0x0D { break }
-                    i += 1
-                }
-                return i > start
-            }
-        }
-
-        mutating func skipString() -> Bool {
-            i += 1
-            while i < text.count {
-                if text[i] == 0x5C {
-                    i += 2
-                    continue
-                }
-                if text[i] == 0x22 {
-                    i += 1
-                    return true
-                }
-                i += 1
-            }
-            return false
-        }
+        i += 1
+      }
+      return false
     }
+  }
 }
