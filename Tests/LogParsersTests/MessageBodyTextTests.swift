@@ -3,22 +3,32 @@ import XCTest
 
 @testable import LogParsers
 
-/// The body text rules read: ASCII bodies are used as they are; anything else goes through
-/// the decoder (BOM dropped, invalid bytes replaced and counted).
+/// The body text rules read: valid UTF-8 from a UTF-8 source is used as it is; anything else
+/// goes through the decoder (BOM dropped, invalid bytes replaced and counted).
 final class MessageBodyTextTests: XCTestCase {
-  func testASCIIDetectionAtEveryWordBoundary() {
+  func testOnlyValidUTF8FromAUTF8SourcePassesThrough() throws {
+    let utf8 = try CharsetDecoder(charset: "utf-8")
+    func passes(_ bytes: [UInt8], _ d: CharsetDecoder) -> Bool {
+      bytes.withUnsafeBufferPointer { d.passesThrough($0) }
+    }
     for length in 0..<20 {
       let ascii = [UInt8](repeating: 0x61, count: length)
-      XCTAssertTrue(RuleEvaluator.isASCII(ascii), "length \(length)")
+      XCTAssertTrue(passes(ascii, utf8), "length \(length)")
       for position in 0..<length {
         var bytes = ascii
-        bytes[position] = 0xD0
-        XCTAssertFalse(RuleEvaluator.isASCII(bytes), "length \(length), high byte at \(position)")
+        bytes[position] = 0xFF  // never valid, at every place of the 8-byte words
+        XCTAssertFalse(passes(bytes, utf8), "length \(length), invalid byte at \(position)")
       }
     }
+    XCTAssertTrue(passes(Array("Заказ ✓ 𝄞".utf8), utf8))
+    XCTAssertFalse(passes([0x61, 0xD0], utf8), "a truncated sequence")
+    XCTAssertFalse(passes([0xED, 0xA0, 0x80], utf8), "an encoded surrogate")
+    XCTAssertFalse(
+      passes(Array("abc".utf8), try CharsetDecoder(charset: "windows-1251")),
+      "another charset is always decoded")
   }
 
-  func testASCIIAndUTF8BodiesReadTheSameAndOnlyInvalidBytesCount() throws {
+  func testValidAndRepairedBodiesReadTheSameAndOnlyInvalidBytesCount() throws {
     let rule = try CompiledRule(
       RuleDefinition(
         name: "j", sources: ["bus"],

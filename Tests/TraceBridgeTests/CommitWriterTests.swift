@@ -34,14 +34,19 @@ final class CommitWriterTests: XCTestCase {
       traceIDs: [:], acks: [], messageTimes: [], readTimes: [])
   }
 
-  func testCommitsInOrderAndCountsAfterEach() throws {
-    let store = try StateStore(path: directory + "/state.sqlite")
+  private func started(_ store: StateStore) -> (CommitWriter, SpoolCounters, Wakes) {
     let spool = SpoolCounters()
     let wakes = Wakes()
     let writer = CommitWriter(
       store: store, ids: IDDeriver(secret: Array("s".utf8), namespace: "t"), intake: nil,
       metrics: LiveMetrics(), spool: spool, wake: { wakes.add() })
     writer.start()
+    return (writer, spool, wakes)
+  }
+
+  func testCommitsInOrderAndCountsAfterEach() throws {
+    let store = try StateStore(path: directory + "/state.sqlite")
+    let (writer, spool, wakes) = started(store)
     for i in 1...20 { try writer.submit(job(i % 3, watermark: Int64(i))) }
     try writer.finish()
     let expected = (1...20).reduce(0) { $0 + $1 % 3 }
@@ -56,12 +61,7 @@ final class CommitWriterTests: XCTestCase {
   func testAFailedCommitStopsTheWriterAndSurfacesItsError() throws {
     let store = try StateStore(path: directory + "/state.sqlite")
     try store.queue.write { db in try db.execute(sql: "DROP TABLE spool") }
-    let spool = SpoolCounters()
-    let wakes = Wakes()
-    let writer = CommitWriter(
-      store: store, ids: IDDeriver(secret: Array("s".utf8), namespace: "t"), intake: nil,
-      metrics: LiveMetrics(), spool: spool, wake: { wakes.add() })
-    writer.start()
+    let (writer, spool, wakes) = started(store)
     try writer.submit(job(2, watermark: 1))
     var surfaced = false
     for _ in 0..<200 where !surfaced {

@@ -40,6 +40,14 @@ public struct CharsetDecoder: Sendable {
     return false
   }
 
+  /// Whether decoding `bytes` would give them back unchanged: a UTF-8 source and valid UTF-8
+  /// (then the caller may use them as they are, without `decode`'s copy).
+  public func passesThrough(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard case .utf8 = method else { return false }
+    guard let base = bytes.baseAddress else { return true }
+    return UTF8Repair.validPrefix(base, bytes.count) == bytes.count
+  }
+
   /// Appends the UTF-8 text of `bytes` to `out` (which is not cleared) and returns the number
   /// of invalid sequences that were replaced by U+FFFD.
   public func decode(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) -> Int {
@@ -114,18 +122,24 @@ private func endOfASCII(_ p: UnsafePointer<UInt8>, _ n: Int, from start: Int) ->
 /// Validates UTF-8 and replaces each maximal invalid subpart (Unicode's "best practice", the
 /// same as the standard library) with U+FFFD.
 private enum UTF8Repair {
-  static func append(_ p: UnsafePointer<UInt8>, _ n: Int, to out: inout [UInt8]) -> Int {
-    // Fast path: valid input is copied in one piece.
+  /// Index of the first invalid sequence, or `n` when all of it is valid.
+  static func validPrefix(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int {
     var i = 0
     while true {
       i = endOfASCII(p, n, from: i)
-      if i == n {
-        out.append(contentsOf: UnsafeBufferPointer(start: p, count: n))
-        return 0
-      }
+      if i == n { return n }
       let length = sequenceLength(p, n, i)
-      if length < 0 { break }
+      if length < 0 { return i }
       i += length
+    }
+  }
+
+  static func append(_ p: UnsafePointer<UInt8>, _ n: Int, to out: inout [UInt8]) -> Int {
+    // Fast path: valid input is copied in one piece.
+    var i = validPrefix(p, n)
+    if i == n {
+      out.append(contentsOf: UnsafeBufferPointer(start: p, count: n))
+      return 0
     }
     // Slow path from the first invalid sequence.
     out.append(p, from: 0, to: i)

@@ -148,8 +148,11 @@ public final class RuleEvaluator {
         }
       }
       result.charset = decoder.charset
-      // ASCII is the same in UTF-8: the body as it is, without a copy (most JSON bodies).
-      if decoder.isUTF8, Self.isASCII(m.body) {
+      // Valid UTF-8 from a UTF-8 source, without a byte order mark: the body as it is,
+      // without a copy (most JSON bodies).
+      if !m.body.starts(with: [0xEF, 0xBB, 0xBF]),
+        m.body.withUnsafeBufferPointer({ decoder.passesThrough($0) })
+      {
         text = m.body
         return m.body
       }
@@ -248,24 +251,6 @@ public final class RuleEvaluator {
     return result
   }
 
-  static func isASCII(_ bytes: [UInt8]) -> Bool {
-    bytes.withUnsafeBytes { raw in
-      var i = 0
-      let n = raw.count
-      while i + 8 <= n {
-        if raw.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 {
-          return false
-        }
-        i += 8
-      }
-      while i < n {
-        if raw[i] & 0x80 != 0 { return false }
-        i += 1
-      }
-      return true
-    }
-  }
-
   /// content_encoding values whose bodies are decompressed before anything reads them.
   static let compressed: Set<String> = ["gzip", "x-gzip", "deflate"]
   /// A compressed body may inflate to this many bytes at most (16 MiB).
@@ -290,13 +275,6 @@ public final class RuleEvaluator {
     var allHeaders = false
     var headers: Set<String> = []
 
-    static let all = EnvelopeParts(allProperties: true, allHeaders: true)
-
-    init(allProperties: Bool, allHeaders: Bool) {
-      self.allProperties = allProperties
-      self.allHeaders = allHeaders
-    }
-
     init(pointers: [[String]]) {
       for p in pointers {
         guard let first = p.first, !(p.count == 1 && first.isEmpty) else {
@@ -317,7 +295,7 @@ public final class RuleEvaluator {
 
   /// `{"properties": {…}, "headers": {…}, "body": <body>}`: what `json:` rules point into,
   /// with the properties and headers of `parts`.
-  static func envelope(_ m: MessageInput, body: [UInt8], parts: EnvelopeParts = .all) -> [UInt8] {
+  static func envelope(_ m: MessageInput, body: [UInt8], parts: EnvelopeParts) -> [UInt8] {
     var doc: [UInt8] = []
     doc.reserveCapacity(body.count + 256)
     doc.append(contentsOf: #"{"properties":{"#.utf8)

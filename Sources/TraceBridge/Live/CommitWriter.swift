@@ -28,9 +28,9 @@ final class CommitWriter: @unchecked Sendable {
   private let spool: SpoolCounters
   private let wake: () -> Void
   private let jobs = BlockingQueue<Job>(capacity: 1)
+  private let thread = JoinableThread()
   private let condition = NSCondition()
   private var error: (any Error)?
-  private var finished = false
 
   init(
     store: StateStore, ids: IDDeriver, intake: AMQPIntake?, metrics: LiveMetrics,
@@ -45,16 +45,7 @@ final class CommitWriter: @unchecked Sendable {
   }
 
   func start() {
-    let thread = Thread { [self] in
-      ThreadName.set("live-commit")
-      run()
-      condition.lock()
-      finished = true
-      condition.broadcast()
-      condition.unlock()
-    }
-    thread.name = "live-commit"
-    thread.start()
+    thread.start(name: "live-commit") { [self] in run() }
   }
 
   /// Queues a commit (waiting while one runs and one waits); throws the error of an earlier
@@ -67,11 +58,8 @@ final class CommitWriter: @unchecked Sendable {
   /// Waits for the queued commits; throws the error of one that failed.
   func finish() throws {
     jobs.close()
-    condition.lock()
-    while !finished { condition.wait() }
-    let error = error
-    condition.unlock()
-    if let error { throw error }
+    thread.wait()
+    if let error = failure { throw error }
   }
 
   var failure: (any Error)? {

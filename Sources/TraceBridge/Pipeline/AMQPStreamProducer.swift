@@ -40,7 +40,7 @@ final class AMQPStreamProducer: EventProducer, @unchecked Sendable {
   private let bytesRead: AtomicCounter
   private let linesRead: AtomicCounter
   private var report = StreamReport()
-  private let thread = ProducerThread()
+  private let thread = JoinableThread()
 
   init(
     source: SourceDefinition, queueName: String, identityQueue: String, endpoint: AMQPEndpoint,

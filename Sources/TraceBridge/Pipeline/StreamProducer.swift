@@ -33,7 +33,7 @@ final class StreamProducer: @unchecked Sendable {
   private let bytesRead: AtomicCounter
   private let linesRead: AtomicCounter
   private(set) var report = StreamReport()
-  private let thread = ProducerThread()
+  private let thread = JoinableThread()
 
   init(
     source: SourceDefinition, files: [String], rules: [CompiledRule], ruleIndices: [Int],
@@ -129,28 +129,6 @@ final class StreamProducer: @unchecked Sendable {
     if !batch.isEmpty { queue.put(batch) }
     rejected?.write(&rejectBuffer)
     queue.close()
-  }
-}
-
-/// The thread a backfill producer reads on, and waiting for its end.
-final class ProducerThread: @unchecked Sendable {
-  private let finished = DispatchSemaphore(value: 0)
-
-  func start(name: String, _ body: @escaping @Sendable () -> Void) {
-    let thread = Thread { [finished] in
-      ThreadName.set(name)
-      body()
-      finished.signal()
-    }
-    thread.name = name
-    thread.stackSize = 1 << 22
-    thread.start()
-  }
-
-  /// Returns once the body has ended (any number of times).
-  func wait() {
-    finished.wait()
-    finished.signal()
   }
 }
 

@@ -270,12 +270,6 @@ public final class StateStore: Sendable {
     }
   }
 
-  static func attributesJSON(_ attributes: [Attribute]) -> String {
-    var buffer: [UInt8] = []
-    appendAttributesJSON(attributes, to: &buffer)
-    return String(decoding: buffer, as: UTF8.self)
-  }
-
   /// The attributes as one JSON object, appended to `buffer`.
   static func appendAttributesJSON(_ attributes: [Attribute], to buffer: inout [UInt8]) {
     buffer.append(0x7B)

@@ -21,9 +21,9 @@ final class WALCheckpointer: @unchecked Sendable {
   private let connection: DatabaseQueue
   private let interval: Double
   private let logger: Logger
+  private let thread = JoinableThread()
   private let condition = NSCondition()
   private var stopRequested = false
-  private var finished = false
   private var started = false
 
   init(store: StateStore, interval: Double = 1, logger: Logger) throws {
@@ -39,16 +39,7 @@ final class WALCheckpointer: @unchecked Sendable {
   func start() throws {
     try store.setAutomaticCheckpoint(false)
     started = true
-    let thread = Thread { [self] in
-      ThreadName.set("wal-checkpoint")
-      run()
-      condition.lock()
-      finished = true
-      condition.broadcast()
-      condition.unlock()
-    }
-    thread.name = "wal-checkpoint"
-    thread.start()
+    thread.start(name: "wal-checkpoint") { [self] in run() }
   }
 
   /// Stops the thread after one last checkpoint and gives the writer its automatic
@@ -58,8 +49,8 @@ final class WALCheckpointer: @unchecked Sendable {
     condition.lock()
     stopRequested = true
     condition.broadcast()
-    while !finished { condition.wait() }
     condition.unlock()
+    thread.wait()
     try? store.setAutomaticCheckpoint(true)
   }
 

@@ -100,11 +100,13 @@ public struct SourceKey: Sendable, Hashable, Codable, CustomStringConvertible {
     self.position = position
   }
   public var description: String {
-    "\(source)/\(String(stream, radix: 16))@\(position)"
+    var out: [UInt8] = []
+    appendDescription(to: &out)
+    return String(decoding: out, as: UTF8.self)
   }
 
-  /// Appends ``description``'s UTF-8 bytes (no intermediate strings: the live commit writes
-  /// one for every event).
+  /// Appends ``description``'s UTF-8 bytes, `source/<stream in hex>@<position>` (no
+  /// intermediate strings: the live commit writes one for every event).
   public func appendDescription(to out: inout [UInt8]) {
     out.append(contentsOf: source.utf8)
     out.append(UInt8(ascii: "/"))
