@@ -1,5 +1,6 @@
 import Exporters
 import LogParsers
+import Logging
 import TraceBridgeCore
 
 /// The validated configuration: sources and rules compiled, paths absolute, the secret read.
@@ -123,4 +124,24 @@ public struct AMQPConnectionSettings: Sendable {
   public var certFile: String?
   public var keyFile: String?
   public init() {}
+}
+
+extension ExporterConfiguration {
+  /// The transport for `target` with these settings; `appendToFile`: a file target is appended
+  /// to (live mode) rather than written anew (backfill).
+  func transport(for target: ExportTarget, appendToFile: Bool, logger: Logger) throws
+    -> any RequestTransport
+  {
+    switch target {
+    case .discard: return DiscardTransport()
+    case .file(let path): return try FileTransport(path: path, append: appendToFile)
+    case .http(let url):
+      var o = OTLPHTTPTransport.Options()
+      o.gzip = gzip
+      o.headers = headers
+      o.timeout = timeout
+      o.retry = retry
+      return try OTLPHTTPTransport(url: url, options: o, logger: logger)
+    }
+  }
 }

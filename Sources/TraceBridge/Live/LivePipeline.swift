@@ -200,14 +200,7 @@ public final class LivePipeline: @unchecked Sendable {
       emit: { spans.append(($0.service, SpanBatcher.encode($0, format: format))) },
       reject: { [metrics] event, reason in
         metrics.rejected(reason.rawValue).increment()
-        let text = "\(event.key) \(event.kind.rawValue) \(event.status ?? event.step ?? event.name)"
-        var t = Array(text.utf8)
-        t.withUnsafeMutableBufferPointer { buf in
-          RejectedWriter.append(
-            to: &rejectBuffer, source: event.sourceKey.source, file: "", line: 0,
-            offset: event.sourceKey.position, reason: "\(reason.rawValue) (rule \(event.rule))",
-            text: UnsafeBufferPointer(buf))
-        }
+        RejectedWriter.append(to: &rejectBuffer, setAside: event, reason: reason)
       },
       observe: { event, orderID in timeline.append(.event(event, orderID: orderID)) },
       closed: { timeline.append(.closed($0)) })

@@ -39,17 +39,8 @@ public final class LiveRunner: Sendable {
     }
     let transport: any RequestTransport
     do {
-      switch export ?? configuration.exporter.target {
-      case .discard: transport = DiscardTransport()
-      case .file(let file): transport = try FileTransport(path: file, append: true)
-      case .http(let url):
-        var o = OTLPHTTPTransport.Options()
-        o.gzip = configuration.exporter.gzip
-        o.headers = configuration.exporter.headers
-        o.timeout = configuration.exporter.timeout
-        o.retry = configuration.exporter.retry
-        transport = try OTLPHTTPTransport(url: url, options: o, logger: logger)
-      }
+      transport = try configuration.exporter.transport(
+        for: export ?? configuration.exporter.target, appendToFile: true, logger: logger)
     } catch {
       throw CLIError("exporter: \(error)", exitCode: 2)
     }

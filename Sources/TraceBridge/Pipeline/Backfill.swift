@@ -160,15 +160,7 @@ public final class Backfill {
       reject: { event, reason in
         rejectedCounts[reason.rawValue, default: 0] += 1
         if rejected != nil {
-          let text =
-            "\(event.key) \(event.kind.rawValue) \(event.status ?? event.step ?? event.name)"
-          var t = Array(text.utf8)
-          t.withUnsafeMutableBufferPointer { buf in
-            RejectedWriter.append(
-              to: &rejectBuffer, source: event.sourceKey.source, file: "", line: 0,
-              offset: event.sourceKey.position, reason: "\(reason.rawValue) (rule \(event.rule))",
-              text: UnsafeBufferPointer(buf))
-          }
+          RejectedWriter.append(to: &rejectBuffer, setAside: event, reason: reason)
         }
       },
       observe: { event, orderID in store?.add(.event(event, orderID: orderID)) },
@@ -327,17 +319,7 @@ public final class Backfill {
   }
 
   func makeTransport(_ target: ExportTarget) throws -> any RequestTransport {
-    switch target {
-    case .discard: return DiscardTransport()
-    case .file(let path): return try FileTransport(path: path)
-    case .http(let url):
-      var o = OTLPHTTPTransport.Options()
-      o.gzip = configuration.exporter.gzip
-      o.headers = configuration.exporter.headers
-      o.timeout = configuration.exporter.timeout
-      o.retry = configuration.exporter.retry
-      return try OTLPHTTPTransport(url: url, options: o, logger: logger)
-    }
+    try configuration.exporter.transport(for: target, appendToFile: false, logger: logger)
   }
 
   static func size(_ path: String) -> Int64 {

@@ -1,5 +1,6 @@
 import Foundation
 import LogParsers
+import TraceBridgeCore
 
 #if canImport(Glibc)
   import Glibc
@@ -80,6 +81,21 @@ public final class RejectedWriter: @unchecked Sendable {
   static func appendString(_ buffer: inout [UInt8], _ text: UnsafeBufferPointer<UInt8>) {
     JSONText.appendString(&buffer, text)
   }
+
+  /// Appends an event the correlator set aside (`reason`), described by its key, kind and
+  /// status, step or name.
+  static func append(
+    to buffer: inout [UInt8], setAside event: OrderEvent, reason: RejectReasonCode
+  ) {
+    var text = Array(
+      "\(event.key) \(event.kind.rawValue) \(event.status ?? event.step ?? event.name)".utf8)
+    text.withUnsafeMutableBufferPointer { buf in
+      append(
+        to: &buffer, source: event.sourceKey.source, file: "", line: 0,
+        offset: event.sourceKey.position, reason: "\(reason.rawValue) (rule \(event.rule))",
+        text: UnsafeBufferPointer(buf))
+    }
+  }
 }
 
 /// An error with a message for the user.
@@ -90,4 +106,5 @@ public struct CLIError: Error, CustomStringConvertible {
     description = message
     self.exitCode = exitCode
   }
+
 }
