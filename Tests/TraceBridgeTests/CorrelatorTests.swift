@@ -1,3 +1,4 @@
+import Foundation
 import TraceBridgeCore
 import XCTest
 
@@ -431,6 +432,78 @@ final class CorrelatorTests: XCTestCase {
     XCTAssertEqual(r.spans.filter { $0.name == "order 1" }.count, 1)
   }
 
+  func testAdvanceClosesExactlyTheOrdersThatAreDueAndForgetsTombstonesAfterTheHorizon() {
+    // Orders whose due time moves (a later event pushes the horizon out, a final status pulls
+    // the close in): after every advance no open order is overdue, every order closed by it
+    // was, and a tombstone lives exactly `horizon` after its close.
+    var policy = OrderPolicy()
+    policy.horizon = 50 * Self.second
+    policy.finalGrace = 7 * Self.second
+    let (c, r) = correlator(policy)
+    var rng = SplitMix(seed: 42)
+    var time: Int64 = 0
+    var closedBefore = 0
+    for step in 0..<3000 {
+      time += Int64(rng.next() % 3)
+      let order = "o\(rng.next() % 40)"
+      let status = rng.next() % 9 == 0 ? "DELIVERED" : "S\(step)"
+      c.process(self.status(order, status, at: time))
+      guard step % 5 == 0 else { continue }
+      let now = at(time)
+      let openBefore = c.open
+      c.advance(to: now)
+      for (id, state) in c.open {
+        XCTAssertFalse(
+          state.finalTime.map { now > $0 + policy.finalGrace } ?? false, "\(id) overdue (final)")
+        XCTAssertFalse(now > state.lastTime + policy.horizon, "\(id) overdue (horizon)")
+      }
+      for summary in r.closed[closedBefore...] {
+        let state = openBefore[summary.orderID]!
+        let due = state.finalTime.map { now > $0 + policy.finalGrace } ?? false
+        XCTAssertTrue(due || now > state.lastTime + policy.horizon, "\(summary.orderID) early")
+      }
+      closedBefore = r.closed.count
+      for (id, t) in c.tombstones {
+        XCTAssertLessThanOrEqual(now, t.closedAt + policy.horizon, "tombstone \(id) kept too long")
+      }
+    }
+    XCTAssertGreaterThan(r.closed.filter(\.complete).count, 20)
+    let lastClose = r.closed.last!
+    let tombstone = c.tombstones[lastClose.orderID]
+    XCTAssertNotNil(tombstone, "closed within the horizon: still a tombstone")
+    c.advance(to: tombstone!.closedAt + policy.horizon + 1)
+    XCTAssertNil(c.tombstones[lastClose.orderID])
+    // Once forgotten, the id may start a new order.
+    let (openNow, rejectedNow) = (c.openOrders, r.rejected.count)
+    c.process(self.status(lastClose.orderID, "CREATED", at: time + 500))
+    XCTAssertEqual(c.openOrders, openNow + 1)
+    XCTAssertEqual(r.rejected.count, rejectedNow)
+  }
+
+  func testTombstonesRestoredInEitherFormStillRejectLateEvents() throws {
+    var policy = OrderPolicy()
+    policy.finalGrace = 10 * Self.second
+    let json = try JSONEncoder().encode(
+      ClosedOrder(closedAt: at(5), aliases: [AliasKey(kind: "job", key: "J-1")]))
+    let binary = Data(ClosedOrder(closedAt: at(5), aliases: []).binary())
+    let (c, r) = correlator(policy)
+    try c.restore(
+      CorrelatorSnapshot(tombstones: ["1": json, "2": binary], watermark: at(20)))
+    c.process(status("1", "PAID", at: 21))
+    c.process(status("2", "PAID", at: 21))
+    XCTAssertEqual(r.rejected.map(\.1), [.afterOrderClosed, .afterOrderClosed])
+    let back = try ClosedOrder(
+      binary: ClosedOrder(
+        closedAt: -3,
+        aliases: [
+          AliasKey(kind: "k", key: "Сборка")
+        ]
+      ).binary())
+    XCTAssertEqual(back.closedAt, -3)
+    XCTAssertEqual(back.aliases, [AliasKey(kind: "k", key: "Сборка")])
+    XCTAssertThrowsError(try ClosedOrder(binary: [9, 0, 0]))
+  }
+
   // MARK: - Determinism
 
   private func mixedEvents() -> [OrderEvent] {
@@ -483,5 +556,18 @@ final class CorrelatorTests: XCTestCase {
     second.finish()
     XCTAssertEqual(Set(a.spans.map(\.spanID)), Set(b.spans.map(\.spanID)))
     XCTAssertEqual(a.spans.count, b.spans.count)
+  }
+}
+
+/// A small deterministic generator for the randomized tests.
+private struct SplitMix {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
   }
 }

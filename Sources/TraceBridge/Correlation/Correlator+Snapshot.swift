@@ -15,7 +15,7 @@ struct ChangeLog {
 struct CorrelatorDelta: Sendable {
   /// Open orders, `OrderState` in its binary form (`OrderState+Binary.swift`).
   var upserted: [(orderID: String, state: Data)] = []
-  /// Orders that closed: now tombstones (JSON-encoded `ClosedOrder`).
+  /// Orders that closed: now tombstones (`ClosedOrder` in its binary form).
   var closed: [(orderID: String, tombstone: Data)] = []
   var aliases: [(AliasKey, String)] = []
   /// Every waiting alias-only event (JSON-encoded `[OrderEvent]`), when that set changed.
@@ -49,7 +49,7 @@ extension Correlator {
       if let state = open[id] {
         delta.upserted.append((id, Data(state.binary())))
       } else if let tombstone = tombstones[id] {
-        delta.closed.append((id, try encoder.encode(tombstone)))
+        delta.closed.append((id, Data(tombstone.binary())))
       }
     }
     delta.aliases = log.aliases
@@ -65,9 +65,19 @@ extension Correlator {
   /// Loads the state a previous run committed. Call before the first event.
   func restore(_ snapshot: CorrelatorSnapshot) throws {
     let decoder = JSONDecoder()
-    for (id, data) in snapshot.open { open[id] = try OrderState(binary: [UInt8](data)) }
+    for (id, data) in snapshot.open {
+      let state = try OrderState(binary: [UInt8](data))
+      open[id] = state
+      schedule(id, state)
+    }
     for (id, data) in snapshot.tombstones {
-      tombstones[id] = try decoder.decode(ClosedOrder.self, from: data)
+      // JSON before the binary form (stores written before 2026-12-04).
+      let tombstone =
+        data.first == UInt8(ascii: "{")
+        ? try decoder.decode(ClosedOrder.self, from: data)
+        : try ClosedOrder(binary: [UInt8](data))
+      tombstones[id] = tombstone
+      scheduleTombstone(id, tombstone)
     }
     aliases = snapshot.aliases
     watermark = snapshot.watermark

@@ -81,6 +81,36 @@ extension OrderState {
   }
 }
 
+/// A tombstone in the same style: a version byte (never `{`, which starts the JSON form of
+/// stores written before it), the close time, the aliases.
+extension ClosedOrder {
+  static let binaryVersion: UInt8 = 1
+
+  func binary() -> [UInt8] {
+    var w = BinaryWriter()
+    w.byte(Self.binaryVersion)
+    w.i64(closedAt)
+    w.u64(UInt64(aliases.count))
+    for a in aliases {
+      w.string(a.kind)
+      w.string(a.key)
+    }
+    return w.bytes
+  }
+
+  init(binary bytes: [UInt8]) throws {
+    var r = BinaryReader(bytes)
+    guard try r.byte() == Self.binaryVersion else { throw BinaryReader.Failure.version }
+    let closedAt = try r.i64()
+    var aliases: [AliasKey] = []
+    for _ in 0..<(try r.count()) {
+      aliases.append(AliasKey(kind: try r.string(), key: try r.string()))
+    }
+    guard r.atEnd else { throw BinaryReader.Failure.trailing }
+    self.init(closedAt: closedAt, aliases: aliases)
+  }
+}
+
 struct BinaryWriter {
   var bytes: [UInt8] = []
 
