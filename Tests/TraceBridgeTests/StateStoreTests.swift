@@ -63,6 +63,87 @@ final class StateStoreTests: XCTestCase {
     XCTAssertEqual(Array(primaryKey.prefix(2)), ["time_ns", "event_key"])
   }
 
+  func testVersion5SpoolAndSeenRowsBecomeOneRowPerCommit() throws {
+    let path = directory + "/state.sqlite"
+    do {
+      let pool = try DatabasePool(path: path)
+      try StateStore.migrator.migrate(pool, upTo: "v5-time-ordered-events-and-seen")
+      try pool.write { db in
+        for (seq, service, span) in [
+          (Int64(7), "Shop", [UInt8](repeating: 0xAB, count: 200)), (8, "CRM", []),
+          (9, "Shop", [1]),
+        ] {
+          try db.execute(
+            sql: "INSERT INTO spool (seq, service, span, created_ns) VALUES (?, ?, ?, ?)",
+            arguments: [seq, service, Data(span), seq * 1_000])
+        }
+        try db.execute(
+          sql: "INSERT INTO live_seen (seen_ns, id) VALUES (1000, -5), (1000, 42), (2000, 43)")
+      }
+    }
+    let store = try StateStore(path: path)
+    let rows = try store.spoolBatch(maxSpans: 100)
+    XCTAssertEqual(rows.map(\.seq), [7, 8, 9], "the spool's order kept")
+    XCTAssertEqual(rows.map(\.service), ["Shop", "CRM", "Shop"])
+    XCTAssertEqual(
+      rows.map(\.spans), [[[UInt8](repeating: 0xAB, count: 200)], [[]], [[1]]])
+    XCTAssertEqual(rows.map(\.bytes), [202, 1, 2], "a length of 200 takes two bytes")
+    let live = try store.loadLive()
+    XCTAssertEqual(live.spoolSpans, 3)
+    XCTAssertEqual(live.spoolBytes, 205)
+    XCTAssertEqual(try store.spoolOldest(), 7_000)
+    XCTAssertEqual(
+      try store.loadSeenMessages(since: 0).sorted(), [42, 43, UInt64(bitPattern: -5)].sorted())
+    XCTAssertEqual(try store.loadSeenMessages(since: 1_500), [43])
+    try store.forgetSeenMessages(before: 1_500)
+    XCTAssertEqual(try store.loadSeenMessages(since: 0), [43])
+  }
+
+  func testACommitSpoolsOneRowPerServiceAndTheSenderReadsWholeRows() throws {
+    let store = try StateStore(path: directory + "/state.sqlite")
+    func commit(_ spans: [(String, [UInt8])], seen: [UInt64], at ns: Int64) throws -> Int64 {
+      var c = StateStore.LiveCommit(
+        spans: spans.map { (service: $0.0, bytes: $0.1) },
+        delta: CorrelatorDelta(watermark: ns), nowNs: ns)
+      c.seenMessages = seen
+      return try store.commitLive(c) { self.ids.traceID(orderID: $0) }
+    }
+    let big = [UInt8](repeating: 9, count: 300)
+    XCTAssertEqual(
+      try commit(
+        [("Shop", [1, 2]), ("MES", big), ("Shop", [3]), ("Shop", [])], seen: [1, 2], at: 10),
+      3 + 2 + 1 + 302)
+    XCTAssertEqual(try commit([("MES", [4])], seen: [UInt64.max], at: 20), 2)
+    let all = try store.spoolBatch(maxSpans: 100)
+    XCTAssertEqual(
+      all.map(\.service), ["Shop", "MES", "MES"], "a row per service, first seen first")
+    XCTAssertEqual(all[0].spans, [[1, 2], [3], []], "spans of a service in commit order")
+    XCTAssertEqual(all[1].spans, [big])
+    XCTAssertEqual(try store.loadLive().spoolSpans, 5)
+    // A batch stops before the row that would pass maxSpans, but always takes one row.
+    XCTAssertEqual(try store.spoolBatch(maxSpans: 4).map(\.seq), [all[0].seq, all[1].seq])
+    XCTAssertEqual(try store.spoolBatch(maxSpans: 2).map(\.seq), [all[0].seq])
+    try store.spoolDelete([all[0].seq])
+    XCTAssertEqual(try store.spoolBatch(maxSpans: 1).map(\.seq), [all[1].seq])
+    XCTAssertEqual(try store.loadSeenMessages(since: 0), [1, 2, UInt64.max])
+    XCTAssertEqual(try store.loadSeenMessages(since: 15), [UInt64.max])
+  }
+
+  func testPackedRowsThatDoNotParseAreRefused() {
+    let packed = StateStore.packSpans([[1, 2, 3], [UInt8](repeating: 7, count: 130)])
+    XCTAssertEqual(packed.count, 1 + 3 + 2 + 130)
+    packed.withUnsafeBytes { XCTAssertEqual(StateStore.unpackSpans($0)?.map(\.count), [3, 130]) }
+    for cut in [1, 5, packed.count - 1] {
+      Array(packed.prefix(cut)).withUnsafeBytes {
+        XCTAssertNil(StateStore.unpackSpans($0), "cut at \(cut)")
+      }
+    }
+    XCTAssertThrowsError(try StateStore.unpackIdentities([1, 2, 3]))
+    XCTAssertEqual(
+      try StateStore.unpackIdentities(StateStore.packIdentities([0, 1 << 63, 0x0102_0304])),
+      [0, 1 << 63, 0x0102_0304])
+  }
+
   func testAnEventAppliedTwiceIsStoredOnce() throws {
     let store = try StateStore(path: directory + "/state.sqlite")
     let e = event("7", 100, position: 1, status: "CREATED")

@@ -77,7 +77,7 @@ final class SpoolSender: @unchecked Sendable {
 
   private func run() {
     while !shouldStop {
-      let batch: [(seq: Int64, service: String, span: [UInt8])]
+      let batch: [StateStore.SpoolRow]
       do {
         batch = try store.spoolBatch(maxSpans: maxBatchSpans)
         updateGaugesNowAndThen()
@@ -94,7 +94,9 @@ final class SpoolSender: @unchecked Sendable {
       let batcher = SpanBatcher(format: transport.format, maxSpans: maxBatchSpans) {
         requests.append($0)
       }
-      for row in batch { batcher.add(encoded: row.span, service: row.service) }
+      for row in batch {
+        for span in row.spans { batcher.add(encoded: span, service: row.service) }
+      }
       batcher.flush()
       for request in requests {
         switch transport.deliver(request, stop: { self.shouldStop }) {
@@ -109,7 +111,8 @@ final class SpoolSender: @unchecked Sendable {
       }
       do {
         try store.spoolDelete(batch.map(\.seq))
-        spool.remove(spans: batch.count, bytes: batch.reduce(0) { $0 + Int64($1.span.count) })
+        spool.remove(
+          spans: batch.reduce(0) { $0 + $1.spans.count }, bytes: batch.reduce(0) { $0 + $1.bytes })
         updateGaugesNowAndThen()
       } catch {
         logger.error(

@@ -38,7 +38,7 @@ extension StateStore {
             service TEXT NOT NULL,
             span BLOB NOT NULL,            -- encoded for the exporter (live_meta spool_format)
             created_ns INTEGER NOT NULL
-        );
+        );                                 -- one span a row until v6 (StateStore.migrator)
         """)
   }
 
@@ -106,7 +106,7 @@ extension StateStore {
           done: (row[5] as Int) != 0, processed: processed)
       }
       let spool = try Row.fetchOne(
-        db, sql: "SELECT count(*), coalesce(sum(length(span)), 0) FROM spool")
+        db, sql: "SELECT coalesce(sum(spans), 0), coalesce(sum(length(data)), 0) FROM spool")
       state.spoolSpans = spool?[0] ?? 0
       state.spoolBytes = spool?[1] ?? 0
       return state
@@ -117,13 +117,26 @@ extension StateStore {
   /// to the spool.
   @discardableResult
   func commitLive(_ commit: LiveCommit, traceIDs: (String) -> TraceID) throws -> Int64 {
+    // One spool row per service (spans of one service in commit order), packed.
+    var services: [String] = []
+    var packed: [String: (spans: Int, data: [UInt8])] = [:]
+    for span in commit.spans {
+      if packed[span.service] == nil {
+        services.append(span.service)
+        packed[span.service] = (0, [])
+      }
+      packed[span.service]!.spans += 1
+      Self.appendPacked(span.bytes, to: &packed[span.service]!.data)
+    }
     try queue.write { db in
       let spool = try RawStatement(
-        db, sql: "INSERT INTO spool (service, span, created_ns) VALUES (?, ?, ?)")
-      for span in commit.spans {
-        spool.bind(1, span.service)
-        spool.bind(2, blob: span.bytes)
-        spool.bind(3, commit.nowNs)
+        db, sql: "INSERT INTO spool (service, spans, data, created_ns) VALUES (?, ?, ?, ?)")
+      for service in services {
+        let row = packed[service]!
+        spool.bind(1, service)
+        spool.bind(2, Int64(row.spans))
+        spool.bind(3, blob: row.data)
+        spool.bind(4, commit.nowNs)
         try spool.run()
       }
       let upsert = try RawStatement(
@@ -169,13 +182,10 @@ extension StateStore {
       }
       if !commit.timeline.isEmpty { try Self.apply(commit.timeline, in: db, traceIDs: traceIDs) }
       if !commit.seenMessages.isEmpty {
-        let seen = try RawStatement(
-          db, sql: "INSERT OR IGNORE INTO live_seen (seen_ns, id) VALUES (?, ?)")
-        for id in commit.seenMessages {
-          seen.bind(1, commit.nowNs)
-          seen.bind(2, Int64(bitPattern: id))
-          try seen.run()
-        }
+        let seen = try RawStatement(db, sql: "INSERT INTO live_seen (seen_ns, ids) VALUES (?, ?)")
+        seen.bind(1, commit.nowNs)
+        seen.bind(2, blob: Self.packIdentities(commit.seenMessages))
+        try seen.run()
       }
       if let before = commit.forgetClosedBefore {
         try db.execute(
@@ -186,7 +196,7 @@ extension StateStore {
             """, arguments: [before, before])
       }
     }
-    return commit.spans.reduce(0) { $0 + Int64($1.bytes.count) }
+    return packed.values.reduce(0) { $0 + Int64($1.data.count) }
   }
 
   /// Records the encoding the spool's spans are in.
@@ -202,8 +212,8 @@ extension StateStore {
   /// not processed again).
   func loadSeenMessages(since ns: Int64) throws -> [UInt64] {
     try queue.read { db in
-      try Int64.fetchAll(db, sql: "SELECT id FROM live_seen WHERE seen_ns >= ?", arguments: [ns])
-        .map { UInt64(bitPattern: $0) }
+      try Data.fetchAll(db, sql: "SELECT ids FROM live_seen WHERE seen_ns >= ?", arguments: [ns])
+        .flatMap { try Self.unpackIdentities([UInt8]($0)) }
     }
   }
 
@@ -214,20 +224,27 @@ extension StateStore {
     }
   }
 
-  /// The oldest spooled spans, in spool order, at most `maxSpans` of them.
+  /// One spool row: the spans of one service from one commit.
+  struct SpoolRow {
+    var seq: Int64
+    var service: String
+    var spans: [[UInt8]]
+    /// The row's size in the spool (what `SpoolCounters` counts).
+    var bytes: Int64
+  }
+
+  /// The oldest spool rows, in spool order, with at most `maxSpans` spans in all — or the
+  /// oldest row alone when it holds more.
   /// (Read through the SQLite C API: GRDB's rows copied each span twice, a tenth of a queue
   /// drain's sender.)
-  func spoolBatch(maxSpans: Int) throws -> [(seq: Int64, service: String, span: [UInt8])] {
+  func spoolBatch(maxSpans: Int) throws -> [SpoolRow] {
     try queue.read { db in
       let statement = try db.cachedStatement(
-        sql: "SELECT seq, service, span FROM spool ORDER BY seq LIMIT ?")
+        sql: "SELECT seq, service, spans, data FROM spool ORDER BY seq")
       let handle = statement.sqliteStatement
-      sqlite3_bind_int64(handle, 1, Int64(maxSpans))
-      defer {
-        sqlite3_reset(handle)
-        sqlite3_clear_bindings(handle)
-      }
-      var rows: [(seq: Int64, service: String, span: [UInt8])] = []
+      defer { sqlite3_reset(handle) }
+      var rows: [SpoolRow] = []
+      var total = 0
       while true {
         let code = sqlite3_step(handle)
         if code == SQLITE_DONE { break }
@@ -237,19 +254,29 @@ extension StateStore {
             message: db.sqliteConnection.map { String(cString: sqlite3_errmsg($0)) },
             sql: statement.sql)
         }
+        let count = Int(sqlite3_column_int64(handle, 2))
+        if !rows.isEmpty && total + count > maxSpans { break }
+        let seq = sqlite3_column_int64(handle, 0)
         let service = sqlite3_column_text(handle, 1).map { String(cString: $0) } ?? ""
-        let count = Int(sqlite3_column_bytes(handle, 2))
-        let span =
-          count == 0
-          ? []
-          : [UInt8](UnsafeRawBufferPointer(start: sqlite3_column_blob(handle, 2), count: count))
-        rows.append((sqlite3_column_int64(handle, 0), service, span))
+        let size = Int(sqlite3_column_bytes(handle, 3))
+        let data =
+          size == 0
+          ? UnsafeRawBufferPointer(start: nil, count: 0)
+          : UnsafeRawBufferPointer(start: sqlite3_column_blob(handle, 3), count: size)
+        guard let spans = Self.unpackSpans(data), spans.count == count else {
+          throw CLIError(
+            "the spool row \(seq) in \(path) is damaged (\(size) bytes that do not hold its \(count) spans); stop the bridge and delete that row to go on without its spans"
+          )
+        }
+        rows.append(SpoolRow(seq: seq, service: service, spans: spans, bytes: Int64(size)))
+        total += count
+        if total >= maxSpans { break }
       }
       return rows
     }
   }
 
-  /// Removes delivered (or refused) spans.
+  /// Removes delivered (or refused) spool rows.
   func spoolDelete(_ seqs: [Int64]) throws {
     guard let first = seqs.min(), let last = seqs.max() else { return }
     try queue.write { db in
@@ -260,6 +287,68 @@ extension StateStore {
         let s = try db.cachedStatement(sql: "DELETE FROM spool WHERE seq = ?")
         for seq in seqs { try s.execute(arguments: [seq]) }
       }
+    }
+  }
+
+  // MARK: - Packed rows
+
+  /// Spans packed into one spool row: each as its length (LEB128 varint) and its bytes.
+  static func packSpans(_ spans: [[UInt8]]) -> [UInt8] {
+    var out: [UInt8] = []
+    for span in spans { appendPacked(span, to: &out) }
+    return out
+  }
+
+  static func appendPacked(_ span: [UInt8], to out: inout [UInt8]) {
+    var n = UInt64(span.count)
+    while n >= 0x80 {
+      out.append(UInt8(truncatingIfNeeded: n) | 0x80)
+      n >>= 7
+    }
+    out.append(UInt8(n))
+    out.append(contentsOf: span)
+  }
+
+  /// The spans of a packed spool row; nil when the bytes do not parse.
+  static func unpackSpans(_ data: UnsafeRawBufferPointer) -> [[UInt8]]? {
+    var spans: [[UInt8]] = []
+    var i = 0
+    while i < data.count {
+      var n = 0
+      var shift = 0
+      while true {
+        guard i < data.count, shift < 63 else { return nil }
+        let b = data[i]
+        i += 1
+        n |= Int(b & 0x7F) << shift
+        if b < 0x80 { break }
+        shift += 7
+      }
+      guard n <= data.count - i else { return nil }
+      spans.append([UInt8](UnsafeRawBufferPointer(rebasing: data[i..<(i + n)])))
+      i += n
+    }
+    return spans
+  }
+
+  /// Message identities as one `live_seen` row: 8 bytes each, little-endian.
+  static func packIdentities(_ ids: [UInt64]) -> [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(ids.count * 8)
+    for id in ids {
+      for shift in stride(from: 0, to: 64, by: 8) {
+        out.append(UInt8(truncatingIfNeeded: id >> UInt64(shift)))
+      }
+    }
+    return out
+  }
+
+  static func unpackIdentities(_ bytes: [UInt8]) throws -> [UInt64] {
+    guard bytes.count % 8 == 0 else {
+      throw CLIError("a live_seen row holds \(bytes.count) bytes, not a multiple of 8")
+    }
+    return stride(from: 0, to: bytes.count, by: 8).map { i in
+      (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[i + $1]) << UInt64(8 * $1) }
     }
   }
 

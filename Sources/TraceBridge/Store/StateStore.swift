@@ -138,6 +138,52 @@ public final class StateStore: Sendable {
           ALTER TABLE live_seen_v5 RENAME TO live_seen;
           """)
     }
+    m.registerMigration("v6-spool-and-seen-by-commit") { db in
+      // One row per commit (and service) instead of one per span or message: the spool's rows
+      // hold the commit's spans packed (`packSpans`), `live_seen` the commit's message
+      // identities (8 bytes each, little-endian). A queue drain wrote ~1,250 B-tree rows a
+      // commit of 500 messages for these two alone, and the sender read and deleted the spool
+      // row by row.
+      try db.execute(
+        sql: """
+          CREATE TABLE spool_v6 (
+              seq INTEGER PRIMARY KEY AUTOINCREMENT,
+              service TEXT NOT NULL,
+              spans INTEGER NOT NULL,        -- how many spans `data` holds
+              data BLOB NOT NULL,            -- the spans, packed (StateStore.packSpans)
+              created_ns INTEGER NOT NULL
+          );
+          CREATE TABLE live_seen_v6 (seen_ns INTEGER NOT NULL, ids BLOB NOT NULL);
+          """)
+      let spool = try db.makeStatement(
+        sql: "INSERT INTO spool_v6 (seq, service, spans, data, created_ns) VALUES (?, ?, 1, ?, ?)")
+      for row in try Row.fetchAll(
+        db, sql: "SELECT seq, service, span, created_ns FROM spool ORDER BY seq")
+      {
+        let span: Data = row[2]
+        try spool.execute(arguments: [
+          row[0] as Int64, row[1] as String, Data(Self.packSpans([[UInt8](span)])),
+          row[3] as Int64,
+        ])
+      }
+      var seen: [Int64: [UInt64]] = [:]
+      for row in try Row.fetchAll(db, sql: "SELECT seen_ns, id FROM live_seen") {
+        seen[row[0], default: []].append(UInt64(bitPattern: row[1] as Int64))
+      }
+      let seenInsert = try db.makeStatement(
+        sql: "INSERT INTO live_seen_v6 (seen_ns, ids) VALUES (?, ?)")
+      for (ns, ids) in seen.sorted(by: { $0.key < $1.key }) {
+        try seenInsert.execute(arguments: [ns, Data(Self.packIdentities(ids))])
+      }
+      try db.execute(
+        sql: """
+          DROP TABLE spool;
+          ALTER TABLE spool_v6 RENAME TO spool;
+          DROP TABLE live_seen;
+          ALTER TABLE live_seen_v6 RENAME TO live_seen;
+          CREATE INDEX live_seen_by_time ON live_seen(seen_ns);
+          """)
+    }
     return m
   }
 
