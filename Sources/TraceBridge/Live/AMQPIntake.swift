@@ -145,6 +145,8 @@ final class SourceConsumer: @unchecked Sendable {
   /// Counters touched for every message, looked up once.
   private let receivedCounter: Counter
   private let formatCounters: [BodyFormat: Counter]
+  /// The queue's part of every message's source key (a SipHash; computed once).
+  private let streamID: UInt64
   /// Publishes dead letters with publisher confirms (opened on the first poison message).
   private var deadLetterConnection: AMQPConnection?
   private var stopRequested = false
@@ -168,6 +170,7 @@ final class SourceConsumer: @unchecked Sendable {
     self.metrics = metrics
     self.logger = logger
     receivedCounter = metrics.amqpReceived(source.name)
+    streamID = Self.streamID(queue.queue)
     formatCounters = Dictionary(
       uniqueKeysWithValues: [BodyFormat.json, .xml, .text].map {
         ($0, metrics.amqpFormat(source.name, $0))
@@ -333,7 +336,7 @@ final class SourceConsumer: @unchecked Sendable {
     }
     let message = Self.input(d, queue: queue.queue, received: Date().timeIntervalSince1970)
     let key = SourceKey(
-      source: source.name, stream: Self.streamID(queue.queue), position: Self.messageID(d))
+      source: source.name, stream: streamID, position: Self.messageID(d))
     let result = evaluator.evaluate(message: message, sourceKey: key)
     if result.invalidBytes > 0 {
       metrics.invalidBytes(source.name).increment(by: Int64(result.invalidBytes))
