@@ -208,6 +208,41 @@ final class StateStoreTests: XCTestCase {
     XCTAssertEqual(rows[3][2] as String, "x")
   }
 
+  func testTheLogStaysSmallUnderCommitsThatNeverPause() throws {
+    // A PASSIVE checkpoint never catches up with a writer that commits all the time, so the log
+    // never starts over unless the writer finishes the copy between two commits.
+    func largestLog(finishing: Bool) throws -> (log: Int, restarts: Int) {
+      let path = directory + "/state-\(finishing).sqlite"
+      let store = try StateStore(path: path)
+      let checkpointer = try WALCheckpointer(
+        store: store, interval: 0.05, restartFrames: 256, logger: .init(label: "test"))
+      try checkpointer.start()
+      var largest = 0
+      for batch in 0..<300 {
+        let changes: [StateStore.Change] = (0..<200).map { i in
+          let n = batch * 200 + i
+          return .event(
+            event("\(n)", Int64(n), position: UInt64(n), status: "CREATED"), orderID: "\(n)")
+        }
+        try store.apply(changes) { self.ids.traceID(orderID: $0) }
+        if finishing { store.finishLogCopyIfAsked() }
+        let size = try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size]
+        largest = max(largest, (size as? Int) ?? 0)
+      }
+      checkpointer.stop()
+      XCTAssertEqual(try store.timeline(orderID: "59999").count, 1)
+      return (largest, store.logRestarts.load(ordering: .relaxed))
+    }
+    let alone = try largestLog(finishing: false)
+    let finished = try largestLog(finishing: true)
+    XCTAssertEqual(alone.restarts, 0)
+    XCTAssertGreaterThan(finished.restarts, 2)
+    XCTAssertLessThan(
+      finished.log * 3, alone.log,
+      "the log reached \(finished.log) bytes with the writer finishing copies, \(alone.log) without"
+    )
+  }
+
   func testTheCheckpointerCopiesTheLogIntoTheDatabaseAndHandsBackOnStop() throws {
     let path = directory + "/state.sqlite"
     let store = try StateStore(path: path)

@@ -90,6 +90,8 @@ final class CommitWriter: @unchecked Sendable {
         spool.add(spans: job.commit.spans.count, bytes: added)
         wake()
       }
+      // Between two commits: the checkpointer may want the log copy finished (WALCheckpointer).
+      store.finishLogCopyIfAsked()
     }
   }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 import TraceBridgeCore
 
 /// The embedded order state store (SQLite through GRDB): each order's timeline by order id
@@ -12,6 +13,10 @@ public final class StateStore: Sendable {
   public let path: String
   /// WAL mode: the live pipeline writes while the spool's sender (and later the console) read.
   let queue: DatabasePool
+  /// Set by the WAL checkpointer when the writer should finish a log copy (`WALCheckpointer`).
+  let logCopyWanted = Atomic<Bool>(false)
+  /// How often the writer finished the log copy (the log then starts over).
+  let logRestarts = Atomic<Int>(0)
 
   public init(path: String) throws {
     self.path = path
