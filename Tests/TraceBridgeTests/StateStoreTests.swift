@@ -28,6 +28,13 @@ final class StateStoreTests: XCTestCase {
       sourceKey: SourceKey(source: "shop", stream: 0xABC, position: position), rule: "status")
   }
 
+  /// One CREATED event for each order numbered in `range` (order n at second n, position n).
+  private func orders(_ range: Range<Int>) -> [StateStore.Change] {
+    range.map { n in
+      .event(event("\(n)", Int64(n), position: UInt64(n), status: "CREATED"), orderID: "\(n)")
+    }
+  }
+
   private let ids = IDDeriver(secret: Array("test-secret".utf8), namespace: "test")
 
   func testVersion4StoresMoveToTimeOrderedEventsAndSeenMessages() throws {
@@ -219,12 +226,7 @@ final class StateStoreTests: XCTestCase {
       try checkpointer.start()
       var largest = 0
       for batch in 0..<300 {
-        let changes: [StateStore.Change] = (0..<200).map { i in
-          let n = batch * 200 + i
-          return .event(
-            event("\(n)", Int64(n), position: UInt64(n), status: "CREATED"), orderID: "\(n)")
-        }
-        try store.apply(changes) { self.ids.traceID(orderID: $0) }
+        try store.apply(orders(batch * 200..<(batch + 1) * 200)) { self.ids.traceID(orderID: $0) }
         if finishing { store.finishLogCopyIfAsked() }
         let size = try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size]
         largest = max(largest, (size as? Int) ?? 0)
@@ -262,12 +264,7 @@ final class StateStoreTests: XCTestCase {
     let before = try fileSize()
     // Far more than 1,000 log pages: the writer alone would have checkpointed.
     for batch in 0..<20 {
-      let changes: [StateStore.Change] = (0..<500).map { i in
-        let n = batch * 500 + i
-        return .event(
-          event("\(n)", Int64(n), position: UInt64(n), status: "CREATED"), orderID: "\(n)")
-      }
-      try store.apply(changes) { self.ids.traceID(orderID: $0) }
+      try store.apply(orders(batch * 500..<(batch + 1) * 500)) { self.ids.traceID(orderID: $0) }
     }
     var after = try fileSize()
     let deadline = Date().addingTimeInterval(10)

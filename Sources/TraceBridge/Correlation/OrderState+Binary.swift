@@ -41,11 +41,7 @@ extension OrderState {
     } else {
       w.byte(0)
     }
-    w.u64(UInt64(aliases.count))
-    for a in aliases {
-      w.string(a.kind)
-      w.string(a.key)
-    }
+    w.aliases(aliases)
     return w.bytes
   }
 
@@ -74,9 +70,7 @@ extension OrderState {
         start: try r.i64(), service: try r.string(), attributes: try r.attributes())
     }
     finalTime = try r.byte() == 1 ? try r.i64() : nil
-    for _ in 0..<(try r.count()) {
-      aliases.append(AliasKey(kind: try r.string(), key: try r.string()))
-    }
+    aliases = try r.aliases()
     guard r.atEnd else { throw BinaryReader.Failure.trailing }
   }
 }
@@ -90,11 +84,7 @@ extension ClosedOrder {
     var w = BinaryWriter()
     w.byte(Self.binaryVersion)
     w.i64(closedAt)
-    w.u64(UInt64(aliases.count))
-    for a in aliases {
-      w.string(a.kind)
-      w.string(a.key)
-    }
+    w.aliases(aliases)
     return w.bytes
   }
 
@@ -102,10 +92,7 @@ extension ClosedOrder {
     var r = BinaryReader(bytes)
     guard try r.byte() == Self.binaryVersion else { throw BinaryReader.Failure.version }
     let closedAt = try r.i64()
-    var aliases: [AliasKey] = []
-    for _ in 0..<(try r.count()) {
-      aliases.append(AliasKey(kind: try r.string(), key: try r.string()))
-    }
+    let aliases = try r.aliases()
     guard r.atEnd else { throw BinaryReader.Failure.trailing }
     self.init(closedAt: closedAt, aliases: aliases)
   }
@@ -140,6 +127,14 @@ struct BinaryWriter {
       string(s)
     } else {
       byte(0)
+    }
+  }
+
+  mutating func aliases(_ list: [AliasKey]) {
+    u64(UInt64(list.count))
+    for a in list {
+      string(a.kind)
+      string(a.key)
     }
   }
 
@@ -230,6 +225,14 @@ struct BinaryReader {
   }
 
   mutating func optionalString() throws -> String? { try byte() == 1 ? try string() : nil }
+
+  mutating func aliases() throws -> [AliasKey] {
+    var list: [AliasKey] = []
+    for _ in 0..<(try count()) {
+      list.append(AliasKey(kind: try string(), key: try string()))
+    }
+    return list
+  }
 
   mutating func attributes() throws -> [Attribute] {
     var out: [Attribute] = []
