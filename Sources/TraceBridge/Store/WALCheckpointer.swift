@@ -83,6 +83,9 @@ final class WALCheckpointer: @unchecked Sendable {
           let (logFrames, _) = try connection.writeWithoutTransaction { db in
             try db.checkpoint(.passive)
           }
+          // Not `copied < logFrames`: a PASSIVE copy reports the log as it was when the copy
+          // began, so it says "all" although commits landed during it (the log then does not
+          // start over). A log that is long now is one that did not start over.
           if logFrames > restartFrames { store.askToFinishLogCopy() }
         } catch {
           failed = true
