@@ -146,6 +146,8 @@ public final class LivePipeline: @unchecked Sendable {
     var sequence: UInt64
     /// Set for an event from a queue: acknowledged after the commit that follows its release.
     var delivery: DeliveryRef? = nil
+    /// The queue message's identity (`SourceKey.identity`, a SipHash computed once).
+    var identity: UInt64 = 0
     static func < (a: Held, b: Held) -> Bool {
       (a.event.timeUnixNano, a.sequence) < (b.event.timeUnixNano, b.sequence)
     }
@@ -304,7 +306,7 @@ public final class LivePipeline: @unchecked Sendable {
         ruleCounters[h.rule].increment()
         metrics.events.increment()
         if let d = h.delivery {
-          let id = e.sourceKey.identity
+          let id = h.identity
           inflightMessages.remove(id)
           if seenMessages.insert(id).inserted {
             newSeen.append(id)
@@ -457,7 +459,7 @@ public final class LivePipeline: @unchecked Sendable {
             held.insert(
               Held(
                 event: q.event, rule: q.rule, arrival: q.received, sequence: sequence,
-                delivery: q.delivery))
+                delivery: q.delivery, identity: key))
           }
           // A duplicate of a copy still in the window is acknowledged once that copy is.
           duplicateAcks.removeAll { pair in
