@@ -130,6 +130,12 @@ struct BinaryWriter {
     }
   }
 
+  /// A length (LEB128) and the bytes.
+  mutating func blob(_ b: [UInt8]) {
+    u64(UInt64(b.count))
+    bytes.append(contentsOf: b)
+  }
+
   mutating func aliases(_ list: [AliasKey]) {
     u64(UInt64(list.count))
     for a in list {
@@ -225,6 +231,12 @@ struct BinaryReader {
   }
 
   mutating func optionalString() throws -> String? { try byte() == 1 ? try string() : nil }
+
+  mutating func blob() throws -> [UInt8] {
+    let n = try count()
+    defer { i += n }
+    return Array(bytes[i..<i + n])
+  }
 
   mutating func aliases() throws -> [AliasKey] {
     var list: [AliasKey] = []

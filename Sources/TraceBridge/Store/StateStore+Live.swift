@@ -118,24 +118,27 @@ extension StateStore {
   @discardableResult
   func commitLive(_ commit: LiveCommit, traceIDs: (String) -> TraceID) throws -> Int64 {
     // One spool row per service (spans of one service in commit order), packed.
-    var services: [String] = []
-    var packed: [String: (spans: Int, data: [UInt8])] = [:]
+    var rows: [(service: String, spans: Int, data: BinaryWriter)] = []
+    var rowOf: [String: Int] = [:]
     for span in commit.spans {
-      if packed[span.service] == nil {
-        services.append(span.service)
-        packed[span.service] = (0, [])
+      let r: Int
+      if let known = rowOf[span.service] {
+        r = known
+      } else {
+        r = rows.count
+        rows.append((span.service, 0, BinaryWriter()))
+        rowOf[span.service] = r
       }
-      packed[span.service]!.spans += 1
-      Self.appendPacked(span.bytes, to: &packed[span.service]!.data)
+      rows[r].spans += 1
+      rows[r].data.blob(span.bytes)
     }
     try queue.write { db in
       let spool = try RawStatement(
         db, sql: "INSERT INTO spool (service, spans, data, created_ns) VALUES (?, ?, ?, ?)")
-      for service in services {
-        let row = packed[service]!
-        spool.bind(1, service)
+      for row in rows {
+        spool.bind(1, row.service)
         spool.bind(2, Int64(row.spans))
-        spool.bind(3, blob: row.data)
+        spool.bind(3, blob: row.data.bytes)
         spool.bind(4, commit.nowNs)
         try spool.run()
       }
@@ -196,7 +199,7 @@ extension StateStore {
             """, arguments: [before, before])
       }
     }
-    return packed.values.reduce(0) { $0 + Int64($1.data.count) }
+    return rows.reduce(0) { $0 + Int64($1.data.bytes.count) }
   }
 
   /// Records the encoding the spool's spans are in.
@@ -261,8 +264,8 @@ extension StateStore {
         let size = Int(sqlite3_column_bytes(handle, 3))
         let data =
           size == 0
-          ? UnsafeRawBufferPointer(start: nil, count: 0)
-          : UnsafeRawBufferPointer(start: sqlite3_column_blob(handle, 3), count: size)
+          ? []
+          : [UInt8](UnsafeRawBufferPointer(start: sqlite3_column_blob(handle, 3), count: size))
         guard let spans = Self.unpackSpans(data), spans.count == count else {
           throw CLIError(
             "the spool row \(seq) in \(path) is damaged (\(size) bytes that do not hold its \(count) spans); stop the bridge and delete that row to go on without its spans"
@@ -292,41 +295,21 @@ extension StateStore {
 
   // MARK: - Packed rows
 
-  /// Spans packed into one spool row: each as its length (LEB128 varint) and its bytes.
+  /// Spans packed into one spool row: each as its length (LEB128) and its bytes
+  /// (`BinaryWriter.blob`).
   static func packSpans(_ spans: [[UInt8]]) -> [UInt8] {
-    var out: [UInt8] = []
-    for span in spans { appendPacked(span, to: &out) }
-    return out
-  }
-
-  static func appendPacked(_ span: [UInt8], to out: inout [UInt8]) {
-    var n = UInt64(span.count)
-    while n >= 0x80 {
-      out.append(UInt8(truncatingIfNeeded: n) | 0x80)
-      n >>= 7
-    }
-    out.append(UInt8(n))
-    out.append(contentsOf: span)
+    var w = BinaryWriter()
+    for span in spans { w.blob(span) }
+    return w.bytes
   }
 
   /// The spans of a packed spool row; nil when the bytes do not parse.
-  static func unpackSpans(_ data: UnsafeRawBufferPointer) -> [[UInt8]]? {
+  static func unpackSpans(_ data: [UInt8]) -> [[UInt8]]? {
+    var r = BinaryReader(data)
     var spans: [[UInt8]] = []
-    var i = 0
-    while i < data.count {
-      var n = 0
-      var shift = 0
-      while true {
-        guard i < data.count, shift < 63 else { return nil }
-        let b = data[i]
-        i += 1
-        n |= Int(b & 0x7F) << shift
-        if b < 0x80 { break }
-        shift += 7
-      }
-      guard n <= data.count - i else { return nil }
-      spans.append([UInt8](UnsafeRawBufferPointer(rebasing: data[i..<(i + n)])))
-      i += n
+    while !r.atEnd {
+      guard let span = try? r.blob() else { return nil }
+      spans.append(span)
     }
     return spans
   }
