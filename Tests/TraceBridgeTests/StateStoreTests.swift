@@ -44,12 +44,9 @@ final class StateStoreTests: XCTestCase {
       let pool = try DatabasePool(path: path)
       try StateStore.migrator.migrate(pool, upTo: "v4-seen-messages-by-identity")
       try pool.write { db in
-        try StateStore.apply(
-          [
-            .event(event("7", 300, position: 3, status: "PAID"), orderID: "7"),
-            .event(event("7", 100, position: 1, status: "CREATED"), orderID: "7"),
-            .event(event("8", 200, position: 2, status: "CREATED"), orderID: "8"),
-          ], in: db, traceIDs: { self.ids.traceID(orderID: $0) })
+        try insertOldEvent(db, event("7", 300, position: 3, status: "PAID"), orderID: "7")
+        try insertOldEvent(db, event("7", 100, position: 1, status: "CREATED"), orderID: "7")
+        try insertOldEvent(db, event("8", 200, position: 2, status: "CREATED"), orderID: "8")
         try db.execute(
           sql: "INSERT INTO live_seen (id, seen_ns) VALUES (?, ?), (?, ?)",
           arguments: [Int64(-5), 1_000, Int64(42), 2_000])
@@ -63,11 +60,63 @@ final class StateStoreTests: XCTestCase {
     XCTAssertEqual(try store.loadSeenMessages(since: 1_500), [42])
     try store.forgetSeenMessages(before: 1_500)
     XCTAssertEqual(try store.loadSeenMessages(since: 0), [42])
-    let primaryKey = try store.queue.read { db in
-      try Row.fetchAll(db, sql: "PRAGMA index_xinfo('sqlite_autoindex_events_1')")
-        .compactMap { $0["name"] as String? }
+  }
+
+  /// An event row as versions 1 to 6 wrote it (`event_key` is `<source key>#<time>`).
+  private func insertOldEvent(_ db: Database, _ e: OrderEvent, orderID: String) throws {
+    try db.execute(
+      sql: """
+        INSERT INTO events (event_key, order_id, time_ns, service, kind, status, step, name,
+                            user_id, rule, zone, attributes)
+        VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL, ?, ?, ?)
+        """,
+      arguments: [
+        "\(e.sourceKey)#\(e.timeUnixNano)", orderID, e.timeUnixNano, e.service, e.kind.rawValue,
+        e.status, e.name, e.rule, e.zoneRule, #"{"note":"old"}"#,
+      ])
+  }
+
+  func testVersion6EventsMoveToRowsKeyedByOrderAndKeepTheirIdentity() throws {
+    let path = directory + "/state.sqlite"
+    let paid = event("7", 300, position: 3, status: "PAID")
+    do {
+      let pool = try DatabasePool(path: path)
+      try StateStore.migrator.migrate(pool, upTo: "v6-spool-and-seen-by-commit")
+      try pool.write { db in
+        try insertOldEvent(db, paid, orderID: "7")
+        try insertOldEvent(db, event("7", 100, position: 1, status: "CREATED"), orderID: "7")
+        try insertOldEvent(db, event("8", 200, position: 2, status: "CREATED"), orderID: "8")
+        try db.execute(
+          sql: """
+            INSERT INTO events (event_key, order_id, time_ns, service, kind, name, rule, zone,
+                                attributes)
+            VALUES ('not a key', '8', 250000000000, 'CRM', 'log', 'note', 'r', 'UTC', '{}')
+            """)
+      }
     }
-    XCTAssertEqual(Array(primaryKey.prefix(2)), ["time_ns", "event_key"])
+    let store = try StateStore(path: path)
+    let seven = try store.timeline(orderID: "7")
+    XCTAssertEqual(seven.map(\.status), ["CREATED", "PAID"])
+    XCTAssertEqual(seven.map(\.attributes), [#"{"note":"old"}"#, #"{"note":"old"}"#])
+    XCTAssertEqual(try store.timeline(orderID: "8").map(\.name), ["CREATED", "note"])
+    // The identity is the one new rows get: the same event applied after the upgrade (a
+    // redelivery, a replay) is still stored once; the same position at another time is not.
+    var later = paid
+    later.timeUnixNano += 1
+    try store.apply([.event(paid, orderID: "7"), .event(later, orderID: "7")]) {
+      self.ids.traceID(orderID: $0)
+    }
+    XCTAssertEqual(try store.timeline(orderID: "7").count, 3)
+    let (primaryKey, indexes) = try store.queue.read { db in
+      (
+        try Row.fetchAll(db, sql: "PRAGMA index_xinfo('sqlite_autoindex_events_1')")
+          .compactMap { $0["name"] as String? },
+        try String.fetchAll(
+          db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+      )
+    }
+    XCTAssertEqual(Array(primaryKey.prefix(3)), ["order_id", "time_ns", "source_id"])
+    XCTAssertEqual(indexes, [], "no second B-tree for the timeline")
   }
 
   func testVersion5SpoolAndSeenRowsBecomeOneRowPerCommit() throws {

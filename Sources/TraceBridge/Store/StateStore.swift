@@ -189,6 +189,66 @@ public final class StateStore: Sendable {
           CREATE INDEX live_seen_by_time ON live_seen(seen_ns);
           """)
     }
+    m.registerMigration("v7-events-by-order") { db in
+      // One B-tree for the timeline instead of two: the table is keyed by what it is read by
+      // (order, time) and the event's identity (`SourceKey.identity`, 8 bytes) replaces the
+      // 60-byte text key, so an event is one row and no index entry. The `events_by_order`
+      // index it replaces was ordered by order id too, so commits touch about as many pages as
+      // before; the row and index inserts were about a seventh of a queue drain's CPU.
+      try db.execute(
+        sql: """
+          CREATE TABLE events_v7 (
+              order_id TEXT NOT NULL,
+              time_ns INTEGER NOT NULL,
+              source_id INTEGER NOT NULL,    -- SourceKey.identity of the line or message
+              service TEXT NOT NULL,
+              kind TEXT NOT NULL,
+              status TEXT,
+              step TEXT,
+              name TEXT NOT NULL,
+              user_id TEXT,
+              rule TEXT NOT NULL,
+              zone TEXT NOT NULL,
+              attributes TEXT NOT NULL,
+              PRIMARY KEY (order_id, time_ns, source_id)
+          ) WITHOUT ROWID;
+          """)
+      let insert = try db.makeStatement(
+        sql: """
+          INSERT OR IGNORE INTO events_v7
+          (order_id, time_ns, source_id, service, kind, status, step, name, user_id, rule, zone, attributes)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          """)
+      let rows = try Row.fetchCursor(
+        db,
+        sql: """
+          SELECT event_key, order_id, time_ns, service, kind, status, step, name, user_id, rule,
+                 zone, attributes
+          FROM events
+          """)
+      while let row = try rows.next() {
+        // event_key is `<source key>#<time>`; a key that does not parse keeps a hash of itself.
+        let text: String = row[0]
+        let identity: UInt64
+        if let hash = text.lastIndex(of: "#"), let key = SourceKey(parsing: String(text[..<hash])) {
+          identity = key.identity
+        } else {
+          var h = SipHasher(k0: 0x6576_656e_746b_6579, k1: 0x7472_6163_6562_7237)
+          h.append(Array(text.utf8))
+          identity = h.finish()
+        }
+        var values: [(any DatabaseValueConvertible)?] = [
+          row[1] as DatabaseValue, row[2] as DatabaseValue, Int64(bitPattern: identity),
+        ]
+        for i in 3..<12 { values.append(row[i] as DatabaseValue) }
+        try insert.execute(arguments: StatementArguments(values))
+      }
+      try db.execute(
+        sql: """
+          DROP TABLE events;
+          ALTER TABLE events_v7 RENAME TO events;
+          """)
+    }
     return m
   }
 
@@ -209,7 +269,7 @@ public final class StateStore: Sendable {
         db,
         sql: """
           INSERT OR IGNORE INTO events
-          (event_key, order_id, time_ns, service, kind, status, step, name, user_id, rule, zone, attributes)
+          (order_id, time_ns, source_id, service, kind, status, step, name, user_id, rule, zone, attributes)
           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
           """)
       let upsertOrder = try RawStatement(
@@ -248,14 +308,9 @@ public final class StateStore: Sendable {
       for change in changes {
         switch change {
         case .event(let e, let orderID):
-          insertEvent.bindText(1) { out in
-            e.sourceKey.appendDescription(to: &out)
-            out.append(UInt8(ascii: "#"))
-            if e.timeUnixNano < 0 { out.append(UInt8(ascii: "-")) }
-            SourceKey.appendDigits(e.timeUnixNano.magnitude, radix: 10, to: &out)
-          }
-          insertEvent.bind(2, orderID)
-          insertEvent.bind(3, e.timeUnixNano)
+          insertEvent.bind(1, orderID)
+          insertEvent.bind(2, e.timeUnixNano)
+          insertEvent.bind(3, Int64(bitPattern: e.sourceKey.identity))
           insertEvent.bind(4, e.service)
           insertEvent.bind(5, e.kind.rawValue)
           insertEvent.bind(6, e.status)
