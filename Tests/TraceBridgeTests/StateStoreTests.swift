@@ -119,6 +119,76 @@ final class StateStoreTests: XCTestCase {
     XCTAssertEqual(indexes, [], "no second B-tree for the timeline")
   }
 
+  func testVersion7OrdersMoveToAKeyedTableWhoseIndexHoldsOpenOrdersOnlyAndAliasesGetAnIndexByOrder()
+    throws
+  {
+    let path = directory + "/state.sqlite"
+    func summary(_ id: String, complete: Bool) -> OrderSummary {
+      OrderSummary(
+        orderID: id, traceID: ids.traceID(orderID: id), firstTime: 0, lastTime: 0, status: nil,
+        statusTime: 0, complete: complete, userID: nil, service: "Shop", aliases: [])
+    }
+    do {
+      let pool = try DatabasePool(path: path)
+      try StateStore.migrator.migrate(pool, upTo: "v7-events-by-order")
+      try pool.write { db in
+        try StateStore.apply(
+          [
+            .event(event("7", 100, position: 1, status: "CREATED"), orderID: "7"),
+            .event(event("7", 200, position: 2, status: "PAID"), orderID: "7"),
+            .event(event("8", 150, position: 3, status: "CREATED"), orderID: "8"),
+            .event(event("9", 120, position: 4, status: "DELIVERED"), orderID: "9"),
+            .closed(summary("9", complete: true)),
+          ], in: db, traceIDs: { self.ids.traceID(orderID: $0) })
+      }
+    }
+    let store = try StateStore(path: path)
+    let rows = try store.orders(matching: [])
+    XCTAssertEqual(rows.map(\.orderID), ["7", "9", "8"], "by first seen, as before")
+    XCTAssertEqual(rows.map(\.status), ["PAID", "DELIVERED", "CREATED"])
+    XCTAssertEqual(rows.map(\.state), ["open", "complete", "open"])
+    XCTAssertEqual(rows.map(\.firstSeen), [100_000_000_000, 120_000_000_000, 150_000_000_000])
+    XCTAssertEqual(rows[0].traceID, ids.traceID(orderID: "7").description)
+    // Upserts and closes go on as before on the new table.
+    try store.apply(
+      [
+        .event(event("8", 300, position: 5, status: "PAID"), orderID: "8"),
+        .closed(summary("7", complete: false)),
+      ]
+    ) { self.ids.traceID(orderID: $0) }
+    let (partial, plan, table) = try store.queue.read { db in
+      (
+        try Int.fetchOne(
+          db,
+          sql: "SELECT partial FROM pragma_index_list('orders') WHERE name = 'orders_open_status'"),
+        try Row.fetchAll(
+          db,
+          sql: """
+            EXPLAIN QUERY PLAN SELECT order_id FROM orders
+            WHERE state = 'open' AND status = 'PAID' AND status_since_ns < 400000000000
+            """
+        ).map { $0["detail"] as String },
+        try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'orders'")
+      )
+    }
+    XCTAssertEqual(partial, 1, "the index holds open orders only")
+    let forget = try store.queue.read { db in
+      try Row.fetchAll(
+        db,
+        sql: """
+          EXPLAIN QUERY PLAN DELETE FROM live_aliases WHERE order_id IN
+            (SELECT order_id FROM live_tombstones WHERE closed_at_ns < 5)
+          """
+      ).map { $0["detail"] as String }
+    }
+    XCTAssertFalse(forget.contains("SCAN live_aliases"), "\(forget)")
+    XCTAssertTrue(forget.contains { $0.contains("live_aliases_by_order") }, "\(forget)")
+    XCTAssertTrue(plan.contains { $0.contains("orders_open_status") }, "\(plan)")
+    XCTAssertTrue(table?.contains("WITHOUT ROWID") ?? false, table ?? "no orders table")
+    XCTAssertEqual(try store.orders(matching: ["7"]).first?.state, "incomplete")
+    XCTAssertEqual(try store.orders(matching: ["8"]).first?.status, "PAID")
+  }
+
   func testVersion5SpoolAndSeenRowsBecomeOneRowPerCommit() throws {
     let path = directory + "/state.sqlite"
     do {

@@ -249,6 +249,39 @@ public final class StateStore: Sendable {
           ALTER TABLE events_v7 RENAME TO events;
           """)
     }
+    m.registerMigration("v8-orders-without-rowid-open-index") { db in
+      // `orders` was a rowid table with a text primary key (so a second B-tree for the key)
+      // and an index of every order by (state, status, since): each new order was three
+      // B-tree inserts and each close an index delete and insert. Keyed by order id alone, with
+      // the index holding open orders only (what the SLA monitor asks for: open orders in a
+      // status since before a time), a new order is two inserts and a close one index delete,
+      // and the index stays as small as the set of open orders instead of growing with history.
+      // `live_aliases` gets an index by order: every commit forgets the aliases of tombstones
+      // past the horizon, and without it that DELETE read the whole table (72 h of aliases;
+      // 16 ms a commit at 300,000 of them, 0.12 ms with the index).
+      try db.execute(
+        sql: """
+          CREATE TABLE orders_v8 (
+              order_id TEXT PRIMARY KEY,
+              trace_id TEXT NOT NULL,
+              first_seen_ns INTEGER NOT NULL,
+              last_seen_ns INTEGER NOT NULL,
+              status TEXT,
+              status_since_ns INTEGER,
+              service TEXT,
+              user_id TEXT,
+              state TEXT NOT NULL DEFAULT 'open'  -- open | complete | incomplete
+          ) WITHOUT ROWID;
+          INSERT INTO orders_v8
+            SELECT order_id, trace_id, first_seen_ns, last_seen_ns, status, status_since_ns,
+                   service, user_id, state
+            FROM orders;
+          DROP TABLE orders;
+          ALTER TABLE orders_v8 RENAME TO orders;
+          CREATE INDEX orders_open_status ON orders(status, status_since_ns) WHERE state = 'open';
+          CREATE INDEX live_aliases_by_order ON live_aliases(order_id);
+          """)
+    }
     return m
   }
 
