@@ -59,7 +59,7 @@ extension StateStore {
   public func timeline(orderID: String) throws -> [EventRow] {
     try queue.read { db in
       try Row.fetchAll(
-        db, sql: "SELECT * FROM events WHERE order_id = ? ORDER BY time_ns, source_id",
+        db, sql: "SELECT * FROM events WHERE order_id = ? ORDER BY time_ns, position, source_id",
         arguments: [orderID]
       ).map {
         EventRow(

@@ -7,8 +7,10 @@ import TraceBridgeCore
 /// and by alias, the order's current status and since when (what the SLA monitor asks for
 /// open transitions), and the alias links. Schema changes are named migrations.
 ///
-/// Writes are idempotent: an event is keyed by its stable source key, so a replay or a second
-/// backfill of the same logs adds nothing twice.
+/// Writes are idempotent: an event is keyed by its order, time and stable source position, so
+/// a replay or a second backfill of the same logs adds nothing twice (as long as the event
+/// resolves to the same order; one filed under another order, after an alias was re-bound or a
+/// rule changed, appears in both timelines, as its spans do in both traces).
 public final class StateStore: Sendable {
   public let path: String
   /// WAL mode: the live pipeline writes while the spool's sender (and later the console) read.
@@ -27,8 +29,8 @@ public final class StateStore: Sendable {
     // WAL with synchronous=NORMAL: a committed transaction survives the process being
     // killed (SIGKILL); only a power loss may take back the last ones.
     // A 32 MiB page cache (the default is 2 MiB): a live commit touches pages all over the
-    // events, orders and seen-message indexes (hash-like keys), and re-reading them from the
-    // OS cache was a fifth of the live pipeline's time on a RabbitMQ drain.
+    // timeline and orders (keyed by order id), and re-reading them from the OS cache was a
+    // fifth of the live pipeline's time on a RabbitMQ drain (when keys were hashes, v4).
     config.prepareDatabase { db in
       try db.execute(sql: "PRAGMA synchronous = NORMAL")
       try db.execute(sql: "PRAGMA cache_size = -32768")
@@ -191,15 +193,18 @@ public final class StateStore: Sendable {
     }
     m.registerMigration("v7-events-by-order") { db in
       // One B-tree for the timeline instead of two: the table is keyed by what it is read by
-      // (order, time) and the event's identity (`SourceKey.identity`, 8 bytes) replaces the
-      // 60-byte text key, so an event is one row and no index entry. The `events_by_order`
-      // index it replaces was ordered by order id too, so commits touch about as many pages as
-      // before; the row and index inserts were about a seventh of a queue drain's CPU.
+      // (order, time), then the source position (a file's byte offset: same-time events of one
+      // file come back in file order) and the event's identity (`SourceKey.identity`, 8 bytes),
+      // which replace the 60-byte text key, so an event is one row and no index entry. The
+      // `events_by_order` index it replaces was ordered by order id too, so commits touch about
+      // as many pages as before; the row and index inserts were about a seventh of a queue
+      // drain's CPU.
       try db.execute(
         sql: """
           CREATE TABLE events_v7 (
               order_id TEXT NOT NULL,
               time_ns INTEGER NOT NULL,
+              position INTEGER NOT NULL,     -- SourceKey.position (as a signed 64-bit)
               source_id INTEGER NOT NULL,    -- SourceKey.identity of the line or message
               service TEXT NOT NULL,
               kind TEXT NOT NULL,
@@ -210,14 +215,15 @@ public final class StateStore: Sendable {
               rule TEXT NOT NULL,
               zone TEXT NOT NULL,
               attributes TEXT NOT NULL,
-              PRIMARY KEY (order_id, time_ns, source_id)
+              PRIMARY KEY (order_id, time_ns, position, source_id)
           ) WITHOUT ROWID;
           """)
       let insert = try db.makeStatement(
         sql: """
           INSERT OR IGNORE INTO events_v7
-          (order_id, time_ns, source_id, service, kind, status, step, name, user_id, rule, zone, attributes)
-          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          (order_id, time_ns, position, source_id, service, kind, status, step, name, user_id,
+           rule, zone, attributes)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
           """)
       let rows = try Row.fetchCursor(
         db,
@@ -227,18 +233,23 @@ public final class StateStore: Sendable {
           FROM events
           """)
       while let row = try rows.next() {
-        // event_key is `<source key>#<time>`; a key that does not parse keeps a hash of itself.
+        // event_key is `<source key>#<time>`; a key that does not parse keeps a hash of itself
+        // (position 0). Rows can only meet under the new key if they met under the old one
+        // (same source key and time), so OR IGNORE drops nothing the old table held twice.
         let text: String = row[0]
         let identity: UInt64
+        var position: UInt64 = 0
         if let hash = text.lastIndex(of: "#"), let key = SourceKey(parsing: String(text[..<hash])) {
           identity = key.identity
+          position = key.position
         } else {
           var h = SipHasher(k0: 0x6576_656e_746b_6579, k1: 0x7472_6163_6562_7237)
           h.append(Array(text.utf8))
           identity = h.finish()
         }
         var values: [(any DatabaseValueConvertible)?] = [
-          row[1] as DatabaseValue, row[2] as DatabaseValue, Int64(bitPattern: identity),
+          row[1] as DatabaseValue, row[2] as DatabaseValue, Int64(bitPattern: position),
+          Int64(bitPattern: identity),
         ]
         for i in 3..<12 { values.append(row[i] as DatabaseValue) }
         try insert.execute(arguments: StatementArguments(values))
@@ -256,6 +267,7 @@ public final class StateStore: Sendable {
       // the index holding open orders only (what the SLA monitor asks for: open orders in a
       // status since before a time), a new order is two inserts and a close one index delete,
       // and the index stays as small as the set of open orders instead of growing with history.
+      // (SQLite uses a partial index only for a query that says `state = 'open'` literally.)
       // `live_aliases` gets an index by order: every commit forgets the aliases of tombstones
       // past the horizon, and without it that DELETE read the whole table (72 h of aliases;
       // 16 ms a commit at 300,000 of them, 0.12 ms with the index).
@@ -302,8 +314,9 @@ public final class StateStore: Sendable {
         db,
         sql: """
           INSERT OR IGNORE INTO events
-          (order_id, time_ns, source_id, service, kind, status, step, name, user_id, rule, zone, attributes)
-          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          (order_id, time_ns, position, source_id, service, kind, status, step, name, user_id,
+           rule, zone, attributes)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
           """)
       let upsertOrder = try RawStatement(
         db,
@@ -343,16 +356,17 @@ public final class StateStore: Sendable {
         case .event(let e, let orderID):
           insertEvent.bind(1, orderID)
           insertEvent.bind(2, e.timeUnixNano)
-          insertEvent.bind(3, Int64(bitPattern: e.sourceKey.identity))
-          insertEvent.bind(4, e.service)
-          insertEvent.bind(5, e.kind.rawValue)
-          insertEvent.bind(6, e.status)
-          insertEvent.bind(7, e.step)
-          insertEvent.bind(8, e.name)
-          insertEvent.bind(9, e.userID)
-          insertEvent.bind(10, e.rule)
-          insertEvent.bind(11, e.zoneRule)
-          insertEvent.bindText(12) { Self.appendAttributesJSON(e.attributes, to: &$0) }
+          insertEvent.bind(3, Int64(bitPattern: e.sourceKey.position))
+          insertEvent.bind(4, Int64(bitPattern: e.sourceKey.identity))
+          insertEvent.bind(5, e.service)
+          insertEvent.bind(6, e.kind.rawValue)
+          insertEvent.bind(7, e.status)
+          insertEvent.bind(8, e.step)
+          insertEvent.bind(9, e.name)
+          insertEvent.bind(10, e.userID)
+          insertEvent.bind(11, e.rule)
+          insertEvent.bind(12, e.zoneRule)
+          insertEvent.bindText(13) { Self.appendAttributesJSON(e.attributes, to: &$0) }
           try insertEvent.run()
           let isStatus = e.kind == .statusChange && e.status != nil
           if var r = rows[orderID] {
