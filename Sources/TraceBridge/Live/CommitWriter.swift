@@ -68,6 +68,11 @@ final class CommitWriter: @unchecked Sendable {
     return error
   }
 
+  #if TRACEBRIDGE_BENCH_COMMIT_SWITCH
+    private static let benchCommit =
+      ProcessInfo.processInfo.environment["TRACEBRIDGE_BENCH_COMMIT"] ?? "full"
+  #endif
+
   private func run() {
     while let job = jobs.take() {
       guard failure == nil else { continue }
@@ -75,7 +80,22 @@ final class CommitWriter: @unchecked Sendable {
       do {
         let traceIDs = job.traceIDs
         let ids = ids
-        added = try store.commitLive(job.commit) { traceIDs[$0] ?? ids.traceID(orderID: $0) }
+        #if TRACEBRIDGE_BENCH_COMMIT_SWITCH
+          // Only in the binary `scripts/bench_amqp --ceiling` builds (never in a release): how
+          // fast the bridge drains with less or nothing of the commit, acks unchanged.
+          switch Self.benchCommit {
+          case "none":
+            added = 0
+          case "no-timeline":
+            var commit = job.commit
+            commit.timeline = []
+            added = try store.commitLive(commit) { traceIDs[$0] ?? ids.traceID(orderID: $0) }
+          default:
+            added = try store.commitLive(job.commit) { traceIDs[$0] ?? ids.traceID(orderID: $0) }
+          }
+        #else
+          added = try store.commitLive(job.commit) { traceIDs[$0] ?? ids.traceID(orderID: $0) }
+        #endif
       } catch {
         condition.lock()
         self.error = error
