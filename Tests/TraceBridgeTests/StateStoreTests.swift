@@ -37,25 +37,33 @@ final class StateStoreTests: XCTestCase {
 
   private let ids = IDDeriver(secret: Array("test-secret".utf8), namespace: "test")
 
-  func testVersion4StoresMoveToTimeOrderedEventsAndSeenMessages() throws {
+  /// A store as the migration `version` left it, with what `fill` writes, then opened (and
+  /// migrated the rest of the way) as the bridge opens it.
+  private func migratedStore(from version: String, _ fill: (Database) throws -> Void) throws
+    -> StateStore
+  {
     let path = directory + "/state.sqlite"
-    // A store as version 4 left it, with events and seen messages in the old tables.
     do {
       let pool = try DatabasePool(path: path)
-      try StateStore.migrator.migrate(pool, upTo: "v4-seen-messages-by-identity")
-      try pool.write { db in
-        try insertOldEvent(db, event("7", 300, position: 3, status: "PAID"), orderID: "7")
-        try insertOldEvent(db, event("7", 100, position: 1, status: "CREATED"), orderID: "7")
-        try insertOldEvent(db, event("8", 200, position: 2, status: "CREATED"), orderID: "8")
-        // Same time, one file: the old text key sorted position 10 before 9.
-        try insertOldEvent(db, event("9", 50, position: 10, status: "PAID"), orderID: "9")
-        try insertOldEvent(db, event("9", 50, position: 9, status: "CREATED"), orderID: "9")
-        try db.execute(
-          sql: "INSERT INTO live_seen (id, seen_ns) VALUES (?, ?), (?, ?)",
-          arguments: [Int64(-5), 1_000, Int64(42), 2_000])
-      }
+      try StateStore.migrator.migrate(pool, upTo: version)
+      try pool.write(fill)
     }
-    let store = try StateStore(path: path)
+    return try StateStore(path: path)
+  }
+
+  func testVersion4StoresMoveToTimeOrderedEventsAndSeenMessages() throws {
+    // A store as version 4 left it, with events and seen messages in the old tables.
+    let store = try migratedStore(from: "v4-seen-messages-by-identity") { db in
+      try insertOldEvent(db, event("7", 300, position: 3, status: "PAID"), orderID: "7")
+      try insertOldEvent(db, event("7", 100, position: 1, status: "CREATED"), orderID: "7")
+      try insertOldEvent(db, event("8", 200, position: 2, status: "CREATED"), orderID: "8")
+      // Same time, one file: the old text key sorted position 10 before 9.
+      try insertOldEvent(db, event("9", 50, position: 10, status: "PAID"), orderID: "9")
+      try insertOldEvent(db, event("9", 50, position: 9, status: "CREATED"), orderID: "9")
+      try db.execute(
+        sql: "INSERT INTO live_seen (id, seen_ns) VALUES (?, ?), (?, ?)",
+        arguments: [Int64(-5), 1_000, Int64(42), 2_000])
+    }
     XCTAssertEqual(try store.timeline(orderID: "7").map(\.status), ["CREATED", "PAID"])
     XCTAssertEqual(try store.timeline(orderID: "8").map(\.status), ["CREATED"])
     XCTAssertEqual(
@@ -80,27 +88,21 @@ final class StateStoreTests: XCTestCase {
   }
 
   func testVersion6EventsMoveToRowsKeyedByOrderAndKeepTheirIdentity() throws {
-    let path = directory + "/state.sqlite"
     let paid = event("7", 300, position: 3, status: "PAID")
-    do {
-      let pool = try DatabasePool(path: path)
-      try StateStore.migrator.migrate(pool, upTo: "v6-spool-and-seen-by-commit")
-      try pool.write { db in
-        try insertOldEvent(db, paid, orderID: "7")
-        try insertOldEvent(db, event("7", 100, position: 1, status: "CREATED"), orderID: "7")
-        try insertOldEvent(db, event("8", 200, position: 2, status: "CREATED"), orderID: "8")
-        // Same time, one file: the old text key sorted position 10 before 9.
-        try insertOldEvent(db, event("9", 50, position: 10, status: "PAID"), orderID: "9")
-        try insertOldEvent(db, event("9", 50, position: 9, status: "CREATED"), orderID: "9")
-        try db.execute(
-          sql: """
-            INSERT INTO events (event_key, order_id, time_ns, service, kind, name, rule, zone,
-                                attributes)
-            VALUES ('not a key', '8', 250000000000, 'CRM', 'log', 'note', 'r', 'UTC', '{}')
-            """)
-      }
+    let store = try migratedStore(from: "v6-spool-and-seen-by-commit") { db in
+      try insertOldEvent(db, paid, orderID: "7")
+      try insertOldEvent(db, event("7", 100, position: 1, status: "CREATED"), orderID: "7")
+      try insertOldEvent(db, event("8", 200, position: 2, status: "CREATED"), orderID: "8")
+      // Same time, one file: the old text key sorted position 10 before 9.
+      try insertOldEvent(db, event("9", 50, position: 10, status: "PAID"), orderID: "9")
+      try insertOldEvent(db, event("9", 50, position: 9, status: "CREATED"), orderID: "9")
+      try db.execute(
+        sql: """
+          INSERT INTO events (event_key, order_id, time_ns, service, kind, name, rule, zone,
+                              attributes)
+          VALUES ('not a key', '8', 250000000000, 'CRM', 'log', 'note', 'r', 'UTC', '{}')
+          """)
     }
-    let store = try StateStore(path: path)
     let seven = try store.timeline(orderID: "7")
     XCTAssertEqual(seven.map(\.status), ["CREATED", "PAID"])
     XCTAssertEqual(seven.map(\.attributes), [#"{"note":"old"}"#, #"{"note":"old"}"#])
@@ -145,27 +147,21 @@ final class StateStoreTests: XCTestCase {
   func testVersion7OrdersMoveToAKeyedTableWhoseIndexHoldsOpenOrdersOnlyAndAliasesGetAnIndexByOrder()
     throws
   {
-    let path = directory + "/state.sqlite"
     func summary(_ id: String, complete: Bool) -> OrderSummary {
       OrderSummary(
         orderID: id, traceID: ids.traceID(orderID: id), firstTime: 0, lastTime: 0, status: nil,
         statusTime: 0, complete: complete, userID: nil, service: "Shop", aliases: [])
     }
-    do {
-      let pool = try DatabasePool(path: path)
-      try StateStore.migrator.migrate(pool, upTo: "v7-events-by-order")
-      try pool.write { db in
-        try StateStore.apply(
-          [
-            .event(event("7", 100, position: 1, status: "CREATED"), orderID: "7"),
-            .event(event("7", 200, position: 2, status: "PAID"), orderID: "7"),
-            .event(event("8", 150, position: 3, status: "CREATED"), orderID: "8"),
-            .event(event("9", 120, position: 4, status: "DELIVERED"), orderID: "9"),
-            .closed(summary("9", complete: true)),
-          ], in: db, traceIDs: { self.ids.traceID(orderID: $0) })
-      }
+    let store = try migratedStore(from: "v7-events-by-order") { db in
+      try StateStore.apply(
+        [
+          .event(event("7", 100, position: 1, status: "CREATED"), orderID: "7"),
+          .event(event("7", 200, position: 2, status: "PAID"), orderID: "7"),
+          .event(event("8", 150, position: 3, status: "CREATED"), orderID: "8"),
+          .event(event("9", 120, position: 4, status: "DELIVERED"), orderID: "9"),
+          .closed(summary("9", complete: true)),
+        ], in: db, traceIDs: { self.ids.traceID(orderID: $0) })
     }
-    let store = try StateStore(path: path)
     let rows = try store.orders(matching: [])
     XCTAssertEqual(rows.map(\.orderID), ["7", "9", "8"], "by first seen, as before")
     XCTAssertEqual(rows.map(\.status), ["PAID", "DELIVERED", "CREATED"])
@@ -220,24 +216,18 @@ final class StateStoreTests: XCTestCase {
   }
 
   func testVersion5SpoolAndSeenRowsBecomeOneRowPerCommit() throws {
-    let path = directory + "/state.sqlite"
-    do {
-      let pool = try DatabasePool(path: path)
-      try StateStore.migrator.migrate(pool, upTo: "v5-time-ordered-events-and-seen")
-      try pool.write { db in
-        for (seq, service, span) in [
-          (Int64(7), "Shop", [UInt8](repeating: 0xAB, count: 200)), (8, "CRM", []),
-          (9, "Shop", [1]),
-        ] {
-          try db.execute(
-            sql: "INSERT INTO spool (seq, service, span, created_ns) VALUES (?, ?, ?, ?)",
-            arguments: [seq, service, Data(span), seq * 1_000])
-        }
+    let store = try migratedStore(from: "v5-time-ordered-events-and-seen") { db in
+      for (seq, service, span) in [
+        (Int64(7), "Shop", [UInt8](repeating: 0xAB, count: 200)), (8, "CRM", []),
+        (9, "Shop", [1]),
+      ] {
         try db.execute(
-          sql: "INSERT INTO live_seen (seen_ns, id) VALUES (1000, -5), (1000, 42), (2000, 43)")
+          sql: "INSERT INTO spool (seq, service, span, created_ns) VALUES (?, ?, ?, ?)",
+          arguments: [seq, service, Data(span), seq * 1_000])
       }
+      try db.execute(
+        sql: "INSERT INTO live_seen (seen_ns, id) VALUES (1000, -5), (1000, 42), (2000, 43)")
     }
-    let store = try StateStore(path: path)
     let rows = try store.spoolBatch(maxSpans: 100)
     XCTAssertEqual(rows.map(\.seq), [7, 8, 9], "the spool's order kept")
     XCTAssertEqual(rows.map(\.service), ["Shop", "CRM", "Shop"])
