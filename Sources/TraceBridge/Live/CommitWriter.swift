@@ -69,8 +69,21 @@ final class CommitWriter: @unchecked Sendable {
   }
 
   #if TRACEBRIDGE_BENCH_COMMIT_SWITCH
-    private static let benchCommit =
+    /// Only in the binary `scripts/bench_amqp --ceiling` builds (never in a release): how fast
+    /// the bridge drains with less or nothing of the commit, acks unchanged.
+    /// `TRACEBRIDGE_BENCH_COMMIT=no-timeline` leaves out the timeline rows, `none` the commit.
+    private static let benchMode =
       ProcessInfo.processInfo.environment["TRACEBRIDGE_BENCH_COMMIT"] ?? "full"
+
+    private static func benchCommit(_ commit: StateStore.LiveCommit) -> StateStore.LiveCommit? {
+      var commit = commit
+      switch benchMode {
+      case "none": return nil
+      case "no-timeline": commit.timeline = []
+      default: break
+      }
+      return commit
+    }
   #endif
 
   private func run() {
@@ -81,21 +94,14 @@ final class CommitWriter: @unchecked Sendable {
         let traceIDs = job.traceIDs
         let ids = ids
         #if TRACEBRIDGE_BENCH_COMMIT_SWITCH
-          // Only in the binary `scripts/bench_amqp --ceiling` builds (never in a release): how
-          // fast the bridge drains with less or nothing of the commit, acks unchanged.
-          switch Self.benchCommit {
-          case "none":
-            added = 0
-          case "no-timeline":
-            var commit = job.commit
-            commit.timeline = []
-            added = try store.commitLive(commit) { traceIDs[$0] ?? ids.traceID(orderID: $0) }
-          default:
-            added = try store.commitLive(job.commit) { traceIDs[$0] ?? ids.traceID(orderID: $0) }
-          }
+          let commit = Self.benchCommit(job.commit)
         #else
-          added = try store.commitLive(job.commit) { traceIDs[$0] ?? ids.traceID(orderID: $0) }
+          let commit: StateStore.LiveCommit? = job.commit
         #endif
+        added =
+          try commit.map { c in try store.commitLive(c) { traceIDs[$0] ?? ids.traceID(orderID: $0) }
+          }
+          ?? 0
       } catch {
         condition.lock()
         self.error = error
