@@ -23,7 +23,7 @@ struct TraceBridgeCommand: AsyncParsableCommand {
       3 some spans could not be exported, 4 some input could not be read.
       """,
     version: "0.1.0",
-    subcommands: [Run.self, Backfill.self, Rules.self, Timeline.self]
+    subcommands: [Run.self, Backfill.self, Rules.self, Timeline.self, Migrate.self]
   )
 }
 

@@ -51,6 +51,60 @@ final class StateStoreTests: XCTestCase {
     return try StateStore(path: path)
   }
 
+  func testMigrateAppliesThePendingMigrationsOfAnOlderStoreAndKeepsItsEvents() throws {
+    let path = directory + "/state.sqlite"
+    XCTAssertThrowsError(try StateStore.migrationStatus(path: path)) { error in
+      XCTAssertTrue("\(error)".contains("no state store at"), "\(error)")
+    }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: path), "a status must not create a store")
+    do {
+      let pool = try DatabasePool(path: path)
+      try StateStore.migrator.migrate(pool, upTo: "v6-spool-and-seen-by-commit")
+      try pool.write { db in
+        try insertOldEvent(db, event("7", 100, position: 1, status: "CREATED"), orderID: "7")
+      }
+    }
+    let all = StateStore.migrator.migrations
+    let before = try StateStore.migrationStatus(path: path)
+    XCTAssertEqual(before.pending, ["v7-events-by-order", "v8-orders-without-rowid-open-index"])
+    XCTAssertEqual(before.applied + before.pending, all)
+    XCTAssertEqual(before.unknown, [])
+    var done: [String] = []
+    try StateStore.migrate(path: path) { name, seconds in
+      done.append(name)
+      XCTAssertGreaterThanOrEqual(seconds, 0)
+    }
+    XCTAssertEqual(done, before.pending)
+    let after = try StateStore.migrationStatus(path: path)
+    XCTAssertEqual(after.applied, all)
+    XCTAssertEqual(after.pending, [])
+    var again: [String] = []
+    try StateStore.migrate(path: path) { name, _ in again.append(name) }
+    XCTAssertEqual(again, [], "a current store has nothing to apply")
+    XCTAssertEqual(try StateStore(path: path).timeline(orderID: "7").map(\.status), ["CREATED"])
+  }
+
+  func testAStoreMigratedByANewerVersionIsRefused() throws {
+    let path = directory + "/state.sqlite"
+    _ = try StateStore(path: path)
+    do {
+      let pool = try DatabasePool(path: path)
+      try pool.write { db in
+        try db.execute(
+          sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99-from-the-future')")
+      }
+    }
+    XCTAssertEqual(try StateStore.migrationStatus(path: path).unknown, ["v99-from-the-future"])
+    for open in [
+      { _ = try StateStore(path: path) }, { try StateStore.migrate(path: path) { _, _ in } },
+    ] {
+      XCTAssertThrowsError(try open()) { error in
+        XCTAssertTrue("\(error)".contains("migrated by a newer tracebridge"), "\(error)")
+        XCTAssertTrue("\(error)".contains("v99-from-the-future"), "\(error)")
+      }
+    }
+  }
+
   func testVersion4StoresMoveToTimeOrderedEventsAndSeenMessages() throws {
     // A store as version 4 left it, with events and seen messages in the old tables.
     let store = try migratedStore(from: "v4-seen-messages-by-identity") { db in

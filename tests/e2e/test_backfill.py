@@ -573,3 +573,43 @@ def test_file_export_decodes_to_the_same_spans_as_the_http_export(clean_run, sam
     key = lambda s: (s["raw"], s["service"], s["scope"], tuple(sorted(s["resource"].items())))  # noqa: E731
     assert sorted(map(key, spans)) == sorted(map(key, clean_run.spans)), \
         "same spans, but resource or scope differ between the file and the HTTP export"
+
+
+def test_migrate_reports_a_current_store_and_a_store_a_newer_version_migrated_is_refused(
+        samples, bridge_bin, tmp_path):
+    import sqlite3
+    import subprocess
+
+    def tb(*args):
+        return subprocess.run([str(bridge_bin), *map(str, args)], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=120)
+
+    config = make_config(samples.dir, tmp_path)
+    store = tmp_path / "state.sqlite"
+    missing = tb("migrate", "--store", tmp_path / "nothing.sqlite")
+    assert missing.returncode == 1 and "no state store at" in missing.stderr, missing
+    assert not (tmp_path / "nothing.sqlite").exists(), "migrate must not create a store"
+    run_backfill(bridge_bin, config).expect_exit(0)
+    with sqlite3.connect(store) as db:
+        applied = [r[0] for r in db.execute("SELECT identifier FROM grdb_migrations")]
+    assert applied, "the backfill's store records no migration"
+
+    current = tb("migrate", "--store", store)
+    assert current.returncode == 0, current
+    assert f"{len(applied)} migrations applied, 0 pending" in current.stdout, current.stdout
+    dry = tb("migrate", "--dry-run", "--config", config, "--store", store)
+    assert dry.returncode == 0 and "pending" not in dry.stdout.replace("0 pending", ""), dry
+
+    # A store a later version migrated: every command that opens it refuses it, naming the
+    # migration, and leaves it as it was.
+    with sqlite3.connect(store) as db:
+        db.execute("INSERT INTO grdb_migrations (identifier) VALUES ('v99-from-a-later-version')")
+    for args in (["migrate", "--store", store], ["migrate", "--dry-run", "--store", store],
+                 ["timeline", "--config", config, "--store", store]):
+        refused = tb(*args)
+        assert refused.returncode == 1, (args, refused)
+        assert "migrated by a newer tracebridge" in refused.stderr, (args, refused.stderr)
+        assert "v99-from-a-later-version" in refused.stderr, (args, refused.stderr)
+    with sqlite3.connect(store) as db:
+        after = [r[0] for r in db.execute("SELECT identifier FROM grdb_migrations")]
+    assert after == applied + ["v99-from-a-later-version"]

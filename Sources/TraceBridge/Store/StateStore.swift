@@ -20,11 +20,20 @@ public final class StateStore: Sendable {
   /// How often the writer finished the log copy (the log then starts over).
   let logRestarts = Atomic<Int>(0)
 
+  /// Opens (or creates) the store at `path` and applies the migrations it lacks. Throws when a
+  /// newer tracebridge has migrated it (migrations this binary does not know): reading tables
+  /// a later migration changed could misread them.
   public init(path: String) throws {
     self.path = path
     try FileManager.default.createDirectory(
       atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
       withIntermediateDirectories: true)
+    queue = try Self.open(path)
+    try Self.refuseNewer(queue, path: path)
+    try Self.migrator.migrate(queue)
+  }
+
+  private static func open(_ path: String) throws -> DatabasePool {
     var config = GRDB.Configuration()
     // WAL with synchronous=NORMAL: a committed transaction survives the process being
     // killed (SIGKILL); only a power loss may take back the last ones.
@@ -36,8 +45,56 @@ public final class StateStore: Sendable {
       try db.execute(sql: "PRAGMA cache_size = -32768")
     }
     config.busyMode = .timeout(10)
-    queue = try DatabasePool(path: path, configuration: config)
-    try Self.migrator.migrate(queue)
+    return try DatabasePool(path: path, configuration: config)
+  }
+
+  private static func refuseNewer(_ queue: DatabasePool, path: String) throws {
+    let unknown = try queue.read { db in
+      let known = Set(migrator.migrations)
+      return try migrator.appliedIdentifiers(db).filter { !known.contains($0) }.sorted()
+    }
+    guard unknown.isEmpty else {
+      throw CLIError(
+        "\(path): migrated by a newer tracebridge (migrations this version does not know: "
+          + "\(unknown.joined(separator: ", "))); run that version, or restore the backup taken "
+          + "before the upgrade (docs/operations.md, Upgrades)")
+    }
+  }
+
+  /// The migrations of the store at `path`: applied, still to apply, and unknown to this
+  /// version (applied by a newer one). Changes nothing; throws if there is no store there.
+  public static func migrationStatus(path: String) throws -> MigrationStatus {
+    guard FileManager.default.fileExists(atPath: path) else {
+      throw CLIError("no state store at \(path)")
+    }
+    let queue = try open(path)
+    return try queue.read { db in
+      let applied = try migrator.appliedIdentifiers(db)
+      let known = migrator.migrations
+      return MigrationStatus(
+        applied: known.filter(applied.contains), pending: known.filter { !applied.contains($0) },
+        unknown: applied.filter { !known.contains($0) }.sorted())
+    }
+  }
+
+  public struct MigrationStatus: Sendable, Equatable {
+    public var applied: [String]
+    public var pending: [String]
+    public var unknown: [String]
+  }
+
+  /// Applies the pending migrations of the store at `path` one by one, calling `done` with each
+  /// one's name and seconds after it is committed. The store must exist and must not have been
+  /// migrated by a newer version.
+  public static func migrate(path: String, done: (String, Double) -> Void) throws {
+    let status = try migrationStatus(path: path)
+    let queue = try open(path)
+    try refuseNewer(queue, path: path)
+    for name in status.pending {
+      let start = Date()
+      try migrator.migrate(queue, upTo: name)
+      done(name, Date().timeIntervalSince(start))
+    }
   }
 
   static var migrator: DatabaseMigrator {
