@@ -14,9 +14,11 @@ struct Migrate: ParsableCommand {
       --dry-run it only lists them.
 
       Exit status: 0 the store is current (with --dry-run: it was read); 1 no store at the \
-      path, a newer tracebridge has migrated it (migrations this version does not know), or a \
-      migration failed (rolled back: the store stays at the one before); 2 the configuration \
-      is invalid.
+      path, a migration failed (rolled back: the store stays at the one before), or another \
+      process is migrating the store; 2 the configuration is invalid, or a newer tracebridge \
+      has migrated the store (migrations this version does not know; every command refuses \
+      such a store with 2). With --config the configuration must load as for run (its \
+      environment variables set); --store needs none.
       """)
 
   @OptionGroup var options: ConfigOptions
@@ -27,7 +29,10 @@ struct Migrate: ParsableCommand {
       valueName: "path"))
   var store: String?
 
-  @Flag(help: "List the applied and pending migrations; change nothing.")
+  @Flag(
+    help:
+      "List the applied and the pending migrations; change nothing (the store is opened read-only)."
+  )
   var dryRun = false
 
   func run() throws {
@@ -41,15 +46,13 @@ struct Migrate: ParsableCommand {
     try reportingErrors {
       let status = try StateStore.migrationStatus(path: path)
       if !status.unknown.isEmpty {
-        throw CLIError(
-          "\(path): migrated by a newer tracebridge (migrations this version does not know: "
-            + "\(status.unknown.joined(separator: ", "))); run that version, or restore the "
-            + "backup taken before the upgrade")
+        throw StateStore.newerVersionError(path: path, unknown: status.unknown)
       }
       print(
         "store \(path): \(status.applied.count) migrations applied, \(status.pending.count) pending"
       )
       if dryRun {
+        for name in status.applied { print("  applied \(name)") }
         for name in status.pending { print("  pending \(name)") }
         return
       }

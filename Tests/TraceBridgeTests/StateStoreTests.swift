@@ -73,6 +73,10 @@ final class StateStoreTests: XCTestCase {
     try StateStore.migrate(path: path) { name, seconds in
       done.append(name)
       XCTAssertGreaterThanOrEqual(seconds, 0)
+      // One migration a step, committed before the call: the store is at `name` exactly.
+      let now = try? StateStore.migrationStatus(path: path)
+      XCTAssertEqual(now?.applied.last, name)
+      XCTAssertEqual(now?.applied.count, before.applied.count + done.count)
     }
     XCTAssertEqual(done, before.pending)
     let after = try StateStore.migrationStatus(path: path)
@@ -101,6 +105,7 @@ final class StateStoreTests: XCTestCase {
       XCTAssertThrowsError(try open()) { error in
         XCTAssertTrue("\(error)".contains("migrated by a newer tracebridge"), "\(error)")
         XCTAssertTrue("\(error)".contains("v99-from-the-future"), "\(error)")
+        XCTAssertEqual((error as? CLIError)?.exitCode, 2, "restarting cannot help: exit 2")
       }
     }
   }

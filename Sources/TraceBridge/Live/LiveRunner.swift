@@ -34,6 +34,8 @@ public final class LiveRunner: Sendable {
     let store: StateStore
     do {
       store = try StateStore(path: path)
+    } catch let error as CLIError {
+      throw error  // a store a newer version migrated: it names the path and exits 2
     } catch {
       throw CLIError("cannot open the state store \(path): \(error)", exitCode: 1)
     }

@@ -49,32 +49,38 @@ public final class StateStore: Sendable {
   }
 
   private static func refuseNewer(_ queue: DatabasePool, path: String) throws {
-    let unknown = try queue.read { db in
-      let known = Set(migrator.migrations)
-      return try migrator.appliedIdentifiers(db).filter { !known.contains($0) }.sorted()
-    }
-    guard unknown.isEmpty else {
-      throw CLIError(
-        "\(path): migrated by a newer tracebridge (migrations this version does not know: "
-          + "\(unknown.joined(separator: ", "))); run that version, or restore the backup taken "
-          + "before the upgrade (docs/operations.md, Upgrades)")
-    }
+    let unknown = try queue.read { db in try status(db).unknown }
+    if !unknown.isEmpty { throw newerVersionError(path: path, unknown: unknown) }
+  }
+
+  /// A store a newer tracebridge migrated: exit status 2, like a bad configuration (restarting
+  /// cannot help; the systemd unit does not restart on 2).
+  public static func newerVersionError(path: String, unknown: [String]) -> CLIError {
+    CLIError(
+      "\(path): migrated by a newer tracebridge (migrations this version does not know: "
+        + "\(unknown.joined(separator: ", "))); run that version, or restore the backup taken "
+        + "before the upgrade (docs/operations.md, Upgrade)", exitCode: 2)
+  }
+
+  private static func status(_ db: Database) throws -> MigrationStatus {
+    let applied = try migrator.appliedIdentifiers(db)
+    let known = migrator.migrations
+    return MigrationStatus(
+      applied: known.filter(applied.contains), pending: known.filter { !applied.contains($0) },
+      unknown: applied.filter { !known.contains($0) }.sorted())
   }
 
   /// The migrations of the store at `path`: applied, still to apply, and unknown to this
-  /// version (applied by a newer one). Changes nothing; throws if there is no store there.
+  /// version (applied by a newer one). Opens the store read-only and changes nothing; throws if
+  /// there is no store there.
   public static func migrationStatus(path: String) throws -> MigrationStatus {
     guard FileManager.default.fileExists(atPath: path) else {
       throw CLIError("no state store at \(path)")
     }
-    let queue = try open(path)
-    return try queue.read { db in
-      let applied = try migrator.appliedIdentifiers(db)
-      let known = migrator.migrations
-      return MigrationStatus(
-        applied: known.filter(applied.contains), pending: known.filter { !applied.contains($0) },
-        unknown: applied.filter { !known.contains($0) }.sorted())
-    }
+    var config = GRDB.Configuration()
+    config.readonly = true
+    config.busyMode = .timeout(10)
+    return try DatabaseQueue(path: path, configuration: config).read(status)
   }
 
   public struct MigrationStatus: Sendable, Equatable {
@@ -85,15 +91,26 @@ public final class StateStore: Sendable {
 
   /// Applies the pending migrations of the store at `path` one by one, calling `done` with each
   /// one's name and seconds after it is committed. The store must exist and must not have been
-  /// migrated by a newer version.
+  /// migrated by a newer version; another process migrating it meanwhile stops this one.
   public static func migrate(path: String, done: (String, Double) -> Void) throws {
-    let status = try migrationStatus(path: path)
+    _ = try migrationStatus(path: path)
     let queue = try open(path)
-    try refuseNewer(queue, path: path)
-    for name in status.pending {
+    let known = migrator.migrations
+    while true {
+      let now = try queue.read(status)
+      if !now.unknown.isEmpty { throw newerVersionError(path: path, unknown: now.unknown) }
+      guard let next = now.pending.first else { return }
+      // Migrating up to `next` when a later one is applied already would stop the process
+      // (GRDB treats it as a programming error): only another process can have done that.
+      let later = known.suffix(from: known.firstIndex(of: next)! + 1)
+      if let ahead = later.first(where: now.applied.contains) {
+        throw CLIError(
+          "\(path): \(ahead) is applied but \(next) is not; another process is migrating this "
+            + "store (stop the service and run migrate again)")
+      }
       let start = Date()
-      try migrator.migrate(queue, upTo: name)
-      done(name, Date().timeIntervalSince(start))
+      try migrator.migrate(queue, upTo: next)
+      done(next, Date().timeIntervalSince(start))
     }
   }
 
