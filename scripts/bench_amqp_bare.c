@@ -1,9 +1,10 @@
 /* The broker's limit for scripts/bench_amqp: drain a queue with rabbitmq-c, manual acks
    batched with `multiple` (prefetch 1000, ack every 500), doing nothing with the messages.
    usage: bench_amqp_bare HOST PORT QUEUE COUNT [PREFETCH HOLD]   -> prints "<count> <seconds>"
-   With PREFETCH and HOLD: that prefetch, and every 500 deliveries it acknowledges up to the
-   one HOLD deliveries back, so that about HOLD messages stay unacknowledged, as they do with
-   a consumer that acknowledges after a commit (the rest when all have arrived). */
+   With PREFETCH and HOLD: that prefetch, and every 500 deliveries (every PREFETCH - HOLD when
+   that is fewer, or the broker would stop sending) it acknowledges up to the one HOLD
+   deliveries back, so that about HOLD messages stay unacknowledged, as they do with a
+   consumer that acknowledges after a commit (the rest when all have arrived). */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "COUNT must be positive, PREFETCH 1-65535, HOLD 0 to PREFETCH-1\n");
     return 2;
   }
+  long step = prefetch - hold < 500 ? prefetch - hold : 500;
   /* The delivery tag of each delivery (tags are per channel, 1, 2, ... here, but read them). */
   uint64_t *tags = malloc(sizeof(uint64_t) * (size_t)(want + 1));
   if (!tags) { fprintf(stderr, "out of memory\n"); return 1; }
@@ -53,7 +55,7 @@ int main(int argc, char **argv) {
     got++;
     last = env.delivery_tag;
     tags[got] = last;
-    if (got % 500 == 0 && got > hold) amqp_basic_ack(conn, 1, tags[got - hold], 1);
+    if (got % step == 0 && got > hold) amqp_basic_ack(conn, 1, tags[got - hold], 1);
     amqp_destroy_envelope(&env);
   }
   amqp_basic_ack(conn, 1, last, 1);
