@@ -58,6 +58,31 @@ final class CommitWriterTests: XCTestCase {
     XCTAssertEqual(try store.spoolBatch(maxSpans: 100).reduce(0) { $0 + $1.spans.count }, expected)
   }
 
+  func testTheNextCommitDeletesWhatTheSenderDeliveredAndFinishDeletesWhatNoCommitTook() throws {
+    let store = try StateStore(path: directory + "/state.sqlite")
+    let (writer, spool, _) = started(store)
+    try writer.submit(job(3, watermark: 1))
+    try writer.submit(job(2, watermark: 2))
+    // Wait for both commits (one spool row each).
+    for _ in 0..<500 where spool.spans < 5 { Thread.sleep(forTimeInterval: 0.01) }
+    let rows = try store.spoolBatch(maxSpans: 100)
+    XCTAssertEqual(rows.map { $0.spans.count }, [3, 2])
+    // The sender delivered the first row: the next commit deletes it, and counts it out after.
+    XCTAssertTrue(spool.released(through: rows[0].seq, spans: 3, bytes: rows[0].bytes))
+    try writer.submit(job(0, watermark: 3))
+    for _ in 0..<500 where spool.spans > 2 { Thread.sleep(forTimeInterval: 0.01) }
+    XCTAssertEqual(try store.spoolBatch(maxSpans: 100).map(\.seq), [rows[1].seq])
+    XCTAssertEqual(spool.spans, 2)
+    XCTAssertEqual(spool.bytes, rows[1].bytes)
+    // Delivered after the last commit: finish deletes it; after finish the sender must.
+    XCTAssertTrue(spool.released(through: rows[1].seq, spans: 2, bytes: rows[1].bytes))
+    try writer.finish()
+    XCTAssertEqual(try store.spoolBatch(maxSpans: 100).count, 0)
+    XCTAssertEqual(spool.spans, 0)
+    XCTAssertEqual(spool.bytes, 0)
+    XCTAssertFalse(spool.released(through: rows[1].seq, spans: 0, bytes: 0))
+  }
+
   func testAFailedCommitStopsTheWriterAndSurfacesItsError() throws {
     let store = try StateStore(path: directory + "/state.sqlite")
     try store.queue.write { db in try db.execute(sql: "DROP TABLE spool") }

@@ -328,7 +328,11 @@ final class StateStoreTests: XCTestCase {
     // A batch stops before the row that would pass maxSpans, but always takes one row.
     XCTAssertEqual(try store.spoolBatch(maxSpans: 4).map(\.seq), [all[0].seq, all[1].seq])
     XCTAssertEqual(try store.spoolBatch(maxSpans: 2).map(\.seq), [all[0].seq])
-    try store.spoolDelete([all[0].seq])
+    // The sender reads on after what it delivered, before that is deleted.
+    XCTAssertEqual(
+      try store.spoolBatch(maxSpans: 100, after: all[0].seq).map(\.seq), [all[1].seq, all[2].seq])
+    XCTAssertEqual(try store.spoolOldest(after: all[1].seq), 20)
+    try store.spoolDelete(through: all[0].seq)
     XCTAssertEqual(try store.spoolBatch(maxSpans: 1).map(\.seq), [all[1].seq])
     XCTAssertEqual(try store.loadSeenMessages(since: 0), [1, 2, UInt64.max])
     XCTAssertEqual(try store.loadSeenMessages(since: 15), [UInt64.max])

@@ -55,10 +55,15 @@ final class CommitWriter: @unchecked Sendable {
     jobs.put(job)
   }
 
-  /// Waits for the queued commits; throws the error of one that failed.
+  /// Waits for the queued commits; throws the error of one that failed. Spool rows the sender
+  /// delivered that no commit deleted are deleted here; later ones the sender deletes itself.
   func finish() throws {
     jobs.close()
     thread.wait()
+    if let r = spool.stopCommits(), failure == nil {
+      try store.spoolDelete(through: r.through)
+      spool.remove(spans: r.spans, bytes: r.bytes)
+    }
     if let error = failure { throw error }
   }
 
@@ -90,14 +95,19 @@ final class CommitWriter: @unchecked Sendable {
     while let job = jobs.take() {
       guard failure == nil else { continue }
       let added: Int64
+      var release: SpoolCounters.Release?
       do {
         let traceIDs = job.traceIDs
         let ids = ids
         #if TRACEBRIDGE_BENCH_COMMIT_SWITCH
-          let commit = Self.benchCommit(job.commit)
+          var commit = Self.benchCommit(job.commit)
         #else
-          let commit: StateStore.LiveCommit? = job.commit
+          var commit: StateStore.LiveCommit? = job.commit
         #endif
+        if commit != nil {
+          release = spool.takeRelease()
+          commit?.spoolDeleteThrough = release?.through
+        }
         added =
           try commit.map { c in try store.commitLive(c) { traceIDs[$0] ?? ids.traceID(orderID: $0) }
           }
@@ -109,6 +119,7 @@ final class CommitWriter: @unchecked Sendable {
         continue
       }
       intake?.acknowledge(job.acks)
+      if let r = release { spool.remove(spans: r.spans, bytes: r.bytes) }
       let now = Double(job.commit.nowNs) / 1e9
       for t in job.messageTimes { metrics.messageLatency.record(max(0, now - t)) }
       for t in job.readTimes { metrics.spoolLatency.record(now - t) }

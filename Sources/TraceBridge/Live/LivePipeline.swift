@@ -560,11 +560,60 @@ public final class LivePipeline: @unchecked Sendable {
   }
 }
 
-/// The spool's size, shared by the pipeline (adds) and the sender (removes).
+/// The spool's size, shared by the pipeline (adds) and the sender (removes), and the rows the
+/// sender has delivered but not yet deleted.
+///
+/// The sender does not delete what it sent in a transaction of its own: it hands the rows over
+/// (`released`) and the next commit deletes them (`takeRelease`, within at most the commit
+/// interval), saving a write transaction per delivery and its wait for the writer. Once the
+/// commits have stopped (`stopCommits`), the sender deletes for itself. A crash between the
+/// delivery and that commit sends those spans again on the next start, as a crash between the
+/// delivery and the sender's own delete always did.
 final class SpoolCounters: @unchecked Sendable {
   private let lock = NSLock()
   private var spanCount = 0
   private var byteCount: Int64 = 0
+  struct Release: Equatable {
+    var through: Int64
+    var spans: Int
+    var bytes: Int64
+  }
+  private var release: Release?
+  private var commitsStopped = false
+
+  /// The sender delivered the rows up to `through`; false when no commit will delete them (the
+  /// sender must then do it).
+  func released(through: Int64, spans: Int, bytes: Int64) -> Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    guard !commitsStopped else { return false }
+    var r = release ?? Release(through: through, spans: 0, bytes: 0)
+    r.through = max(r.through, through)
+    r.spans += spans
+    r.bytes += bytes
+    release = r
+    return true
+  }
+
+  /// The rows to delete in the commit about to run (counted out with `remove` after it).
+  func takeRelease() -> Release? {
+    lock.lock()
+    defer { lock.unlock() }
+    let r = release
+    release = nil
+    return r
+  }
+
+  /// No more commits: returns the rows handed over that no commit deleted.
+  func stopCommits() -> Release? {
+    lock.lock()
+    defer { lock.unlock() }
+    commitsStopped = true
+    let r = release
+    release = nil
+    return r
+  }
+
   func reset(spans: Int, bytes: Int64) {
     lock.lock()
     spanCount = spans

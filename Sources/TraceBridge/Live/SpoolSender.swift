@@ -1,6 +1,7 @@
 import Exporters
 import Foundation
 import Logging
+import Synchronization
 import TraceBridgeCore
 
 /// Drains the spool to the exporter on its own thread, oldest spans first. A span leaves the
@@ -17,6 +18,8 @@ final class SpoolSender: @unchecked Sendable {
   private let logger: Logger
   private let condition = NSCondition()
   private var stopRequested = false
+  /// The last spool row delivered (or kept aside as refused): later reads start after it.
+  private let sentThrough = Atomic<Int64>(-1)
   private var pendingWake = false
   private var finished = false
 
@@ -79,7 +82,8 @@ final class SpoolSender: @unchecked Sendable {
     while !shouldStop {
       let batch: [StateStore.SpoolRow]
       do {
-        batch = try store.spoolBatch(maxSpans: maxBatchSpans)
+        batch = try store.spoolBatch(
+          maxSpans: maxBatchSpans, after: sentThrough.load(ordering: .relaxed))
         updateGaugesNowAndThen()
       } catch {
         logger.error("cannot read the spool", metadata: ["error": "\(error)"])
@@ -109,17 +113,23 @@ final class SpoolSender: @unchecked Sendable {
           return
         }
       }
-      do {
-        try store.spoolDelete(batch.map(\.seq))
-        spool.remove(
-          spans: batch.reduce(0) { $0 + $1.spans.count }, bytes: batch.reduce(0) { $0 + $1.bytes })
-        updateGaugesNowAndThen()
-      } catch {
-        logger.error(
-          "cannot remove sent spans from the spool; they will be sent again",
-          metadata: ["error": "\(error)"])
-        waitForWork(1)
+      // Not read again; deleted by the next commit (or here once commits have stopped).
+      let through = batch[batch.count - 1].seq
+      sentThrough.store(through, ordering: .relaxed)
+      let spans = batch.reduce(0) { $0 + $1.spans.count }
+      let bytes = batch.reduce(0) { $0 + $1.bytes }
+      if !spool.released(through: through, spans: spans, bytes: bytes) {
+        do {
+          try store.spoolDelete(through: through)
+          spool.remove(spans: spans, bytes: bytes)
+        } catch {
+          logger.error(
+            "cannot remove sent spans from the spool; they will be sent again on the next start",
+            metadata: ["error": "\(error)"])
+          waitForWork(1)
+        }
       }
+      updateGaugesNowAndThen()
     }
   }
 
@@ -139,7 +149,7 @@ final class SpoolSender: @unchecked Sendable {
   func updateGauges() {
     metrics.spoolSpans.set(Int64(spool.spans))
     metrics.spoolBytes.set(spool.bytes)
-    if let oldest = try? store.spoolOldest() {
+    if let oldest = try? store.spoolOldest(after: sentThrough.load(ordering: .relaxed)) {
       metrics.spoolOldestAge.set(
         Double(max(0, Date().timeIntervalSince1970 - Double(oldest) / 1e9)))
     } else {

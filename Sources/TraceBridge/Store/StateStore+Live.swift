@@ -67,6 +67,8 @@ extension StateStore {
     var forgetClosedBefore: Int64?
     /// Identities (`SourceKey.identity`) of queue messages whose events this commit holds.
     var seenMessages: [UInt64] = []
+    /// Spool rows up to this `seq` were delivered: the commit deletes them (`SpoolCounters`).
+    var spoolDeleteThrough: Int64?
   }
 
   func loadLive() throws -> LiveState {
@@ -133,6 +135,10 @@ extension StateStore {
       rows[r].data.blob(span.bytes)
     }
     try queue.write { db in
+      if let through = commit.spoolDeleteThrough {
+        let delivered = try db.cachedStatement(sql: "DELETE FROM spool WHERE seq <= ?")
+        try delivered.execute(arguments: [through])
+      }
       let spool = try RawStatement(
         db, sql: "INSERT INTO spool (service, spans, data, created_ns) VALUES (?, ?, ?, ?)")
       for row in rows {
@@ -240,11 +246,12 @@ extension StateStore {
   /// oldest row alone when it holds more.
   /// (Read through the SQLite C API: GRDB's rows copied each span twice, a tenth of a queue
   /// drain's sender.)
-  func spoolBatch(maxSpans: Int) throws -> [SpoolRow] {
+  func spoolBatch(maxSpans: Int, after: Int64 = -1) throws -> [SpoolRow] {
     try queue.read { db in
       let statement = try db.cachedStatement(
-        sql: "SELECT seq, service, spans, data FROM spool ORDER BY seq")
+        sql: "SELECT seq, service, spans, data FROM spool WHERE seq > ? ORDER BY seq")
       let handle = statement.sqliteStatement
+      sqlite3_bind_int64(handle, 1, after)
       defer { sqlite3_reset(handle) }
       var rows: [SpoolRow] = []
       var total = 0
@@ -279,17 +286,11 @@ extension StateStore {
     }
   }
 
-  /// Removes delivered (or refused) spool rows.
-  func spoolDelete(_ seqs: [Int64]) throws {
-    guard let first = seqs.min(), let last = seqs.max() else { return }
+  /// Removes the spool rows up to `seq`, all delivered (or refused): the sender reads rows in
+  /// `seq` order, which never goes back (AUTOINCREMENT).
+  func spoolDelete(through seq: Int64) throws {
     try queue.write { db in
-      if last - first + 1 == Int64(seqs.count) {
-        try db.execute(
-          sql: "DELETE FROM spool WHERE seq BETWEEN ? AND ?", arguments: [first, last])
-      } else {
-        let s = try db.cachedStatement(sql: "DELETE FROM spool WHERE seq = ?")
-        for seq in seqs { try s.execute(arguments: [seq]) }
-      }
+      try db.execute(sql: "DELETE FROM spool WHERE seq <= ?", arguments: [seq])
     }
   }
 
@@ -336,9 +337,11 @@ extension StateStore {
   }
 
   /// When the oldest spooled span was spooled (UTC ns), nil when the spool is empty.
-  func spoolOldest() throws -> Int64? {
+  func spoolOldest(after: Int64 = -1) throws -> Int64? {
     try queue.read { db in
-      try Int64.fetchOne(db, sql: "SELECT created_ns FROM spool ORDER BY seq LIMIT 1")
+      try Int64.fetchOne(
+        db, sql: "SELECT created_ns FROM spool WHERE seq > ? ORDER BY seq LIMIT 1",
+        arguments: [after])
     }
   }
 }
