@@ -19,8 +19,9 @@ struct TraceBridgeCommand: AsyncParsableCommand {
         tracebridge timeline --config examples/tracebridge.yaml
         tracebridge run --config examples/tracebridge.yaml      (live mode)
 
-      Exit status: 0 success, 1 runtime error, 2 bad configuration or usage,
-      3 some spans could not be exported, 4 some input could not be read.
+      Exit status: 0 success, 1 runtime error, 2 bad configuration or usage (or a \
+      state store a newer version migrated), 3 some spans could not be exported, 4 some \
+      input could not be read.
       """,
     version: "0.1.0",
     subcommands: [Run.self, Backfill.self, Rules.self, Timeline.self, Migrate.self]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import sqlite3
+import subprocess
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -577,9 +579,6 @@ def test_file_export_decodes_to_the_same_spans_as_the_http_export(clean_run, sam
 
 def test_migrate_reports_a_current_store_and_a_store_a_newer_version_migrated_is_refused(
         samples, bridge_bin, tmp_path):
-    import sqlite3
-    import subprocess
-
     def tb(*args):
         return subprocess.run([str(bridge_bin), *map(str, args)], capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=120)

@@ -74,13 +74,18 @@ public final class StateStore: Sendable {
   /// version (applied by a newer one). Opens the store read-only and changes nothing; throws if
   /// there is no store there.
   public static func migrationStatus(path: String) throws -> MigrationStatus {
-    guard FileManager.default.fileExists(atPath: path) else {
-      throw CLIError("no state store at \(path)")
-    }
+    try requireStore(at: path)
     var config = GRDB.Configuration()
     config.readonly = true
     config.busyMode = .timeout(10)
     return try DatabaseQueue(path: path, configuration: config).read(status)
+  }
+
+  /// Opening a pool creates a missing file: the migration commands must not.
+  private static func requireStore(at path: String) throws {
+    guard FileManager.default.fileExists(atPath: path) else {
+      throw CLIError("no state store at \(path)")
+    }
   }
 
   public struct MigrationStatus: Sendable, Equatable {
@@ -93,7 +98,7 @@ public final class StateStore: Sendable {
   /// one's name and seconds after it is committed. The store must exist and must not have been
   /// migrated by a newer version; another process migrating it meanwhile stops this one.
   public static func migrate(path: String, done: (String, Double) -> Void) throws {
-    _ = try migrationStatus(path: path)
+    try requireStore(at: path)
     let queue = try open(path)
     let known = migrator.migrations
     while true {
