@@ -72,6 +72,30 @@ final class SipHasherTests: XCTestCase {
     XCTAssertEqual(split.finish(), littleEndianValue(referenceBytes[16]))
   }
 
+  /// The word-at-a-time paths (bulk bytes, words, UTF-8 text) against byte-at-a-time appends,
+  /// at every offset into a block.
+  func testBulkWordAndTextAppendsEqualByteAppends() {
+    var rng = SystemRandomNumberGenerator()
+    for _ in 0..<200 {
+      let prefix = (0..<Int.random(in: 0...9, using: &rng)).map { _ in UInt8.random(in: 0...255) }
+      let body = (0..<Int.random(in: 0...40, using: &rng)).map { _ in UInt8.random(in: 0...255) }
+      let word = UInt64.random(in: .min ... .max, using: &rng)
+      let text = String(decoding: body.map { 0x61 + $0 % 26 }, as: UTF8.self) + "é"
+
+      var bytewise = SipHasher(k0: k0, k1: k1)
+      for b in prefix + body { bytewise.append(byte: b) }
+      for i in 0..<8 { bytewise.append(byte: UInt8(truncatingIfNeeded: word >> (8 * UInt64(i)))) }
+      for b in Array(text.utf8) { bytewise.append(byte: b) }
+
+      var fast = SipHasher(k0: k0, k1: k1)
+      fast.append(prefix)
+      fast.append(body)
+      fast.append(word: word)
+      fast.append(utf8: text)
+      XCTAssertEqual(fast.finish(), bytewise.finish(), "prefix \(prefix.count), body \(body.count)")
+    }
+  }
+
   func testDifferentKeysGiveDifferentValues() {
     var other = SipHasher(k0: k0 ^ 1, k1: k1)
     other.append([0, 1, 2])

@@ -421,7 +421,8 @@ final class SourceConsumer: @unchecked Sendable {
   static func messageID(_ d: AMQPDelivery) -> UInt64 {
     var h = SipHasher(k0: 0x6d65_7373_6167_6569, k1: 0x6964_656e_7469_7479)
     if let id = d.messageID, !id.isEmpty {
-      h.append(Array("id:\(id)".utf8))
+      h.append(utf8: "id:")
+      h.append(utf8: id)
     } else {
       h.append(Array("body:\(d.exchange)|\(d.routingKey)|\(d.timestamp ?? 0)|".utf8))
       h.append(d.body)

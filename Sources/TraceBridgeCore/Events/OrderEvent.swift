@@ -131,7 +131,7 @@ public struct SourceKey: Sendable, Hashable, Codable, CustomStringConvertible {
   /// keeps and stores of the queue messages it has committed, to recognise redeliveries.
   public var identity: UInt64 {
     var h = SipHasher(k0: 0x7365_656e_6b65_7931, k1: 0x7472_6163_6562_7264)
-    h.append(Array(source.utf8))
+    h.append(utf8: source)
     h.append(byte: 0)
     h.append(word: stream)
     h.append(word: position)

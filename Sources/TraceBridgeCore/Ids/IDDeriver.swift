@@ -46,7 +46,10 @@ public struct IDDeriver: Sendable {
   /// The id of an order's root span. Never zero.
   public func rootSpanID(orderID: String) -> SpanID {
     var hasher = SipHasher(k0: k0, k1: k1)
-    hasher.append(Array("root|\(namespace)|\(orderID)".utf8))
+    hasher.append(utf8: "root|")
+    hasher.append(utf8: namespace)
+    hasher.append(byte: UInt8(ascii: "|"))
+    hasher.append(utf8: orderID)
     return Self.nonZero(hasher.finish())
   }
 
@@ -56,7 +59,11 @@ public struct IDDeriver: Sendable {
   /// otherwise share ids. `role` tells apart spans one event yields. Never zero.
   public func spanID(for sourceKey: SourceKey, time: Int64, role: UInt8 = 0) -> SpanID {
     var hasher = SipHasher(k0: k0, k1: k1)
-    hasher.append(Array("span|\(namespace)|\(sourceKey.source)|".utf8))
+    hasher.append(utf8: "span|")
+    hasher.append(utf8: namespace)
+    hasher.append(byte: UInt8(ascii: "|"))
+    hasher.append(utf8: sourceKey.source)
+    hasher.append(byte: UInt8(ascii: "|"))
     hasher.append(word: sourceKey.stream)
     hasher.append(word: sourceKey.position)
     hasher.append(word: UInt64(bitPattern: time))
