@@ -1,6 +1,5 @@
 import Exporters
 import Foundation
-import HeapModule
 import LogParsers
 import Logging
 import TraceBridgeCore
@@ -139,19 +138,14 @@ public final class LivePipeline: @unchecked Sendable {
     var dirty = true
   }
 
-  struct Held: Comparable {
+  struct Held {
     var event: OrderEvent
     var rule: Int
     var arrival: Double
-    var sequence: UInt64
     /// Set for an event from a queue: acknowledged after the commit that follows its release.
     var delivery: DeliveryRef? = nil
     /// The queue message's identity (`SourceKey.identity`, a SipHash computed once).
     var identity: UInt64 = 0
-    static func < (a: Held, b: Held) -> Bool {
-      (a.event.timeUnixNano, a.sequence) < (b.event.timeUnixNano, b.sequence)
-    }
-    static func == (a: Held, b: Held) -> Bool { a.sequence == b.sequence }
   }
 
   private func run() throws {
@@ -224,7 +218,7 @@ public final class LivePipeline: @unchecked Sendable {
         ])
     }
 
-    var held = Heap<Held>()
+    var held = ReorderQueue<Held>()
     var sequence: UInt64 = 0
     var maxEventTime: Int64 = state.snapshot.watermark
     var lastCommit = Date().timeIntervalSince1970
@@ -261,7 +255,9 @@ public final class LivePipeline: @unchecked Sendable {
       switch evaluators[source]!.evaluate(record.text, sourceKey: key) {
       case .matched(let rule, let event):
         sequence += 1
-        held.insert(Held(event: event, rule: rule, arrival: now, sequence: sequence))
+        held.insert(
+          Held(event: event, rule: rule, arrival: now),
+          time: event.timeUnixNano, sequence: sequence)
         progress[file.fingerprint, default: newProgress(file, now)].inflight[
           record.offset, default: 0] += 1
       case .rejected(let rule, let reason):
@@ -287,8 +283,8 @@ public final class LivePipeline: @unchecked Sendable {
     }
 
     func release(now: Double, all: Bool) {
-      while let first = held.min, all || now - first.arrival >= window {
-        let h = held.removeMin()
+      while let arrival = held.withMin({ $0.arrival }), all || now - arrival >= window {
+        let h = held.removeMin()!
         let e = h.event
         let fp = e.sourceKey.stream
         if var p = progress[fp] {
@@ -458,8 +454,9 @@ public final class LivePipeline: @unchecked Sendable {
             sequence += 1
             held.insert(
               Held(
-                event: q.event, rule: q.rule, arrival: q.received, sequence: sequence,
-                delivery: q.delivery, identity: key))
+                event: q.event, rule: q.rule, arrival: q.received, delivery: q.delivery,
+                identity: key),
+              time: q.event.timeUnixNano, sequence: sequence)
           }
           // A duplicate of a copy still in the window is acknowledged once that copy is.
           duplicateAcks.removeAll { pair in
