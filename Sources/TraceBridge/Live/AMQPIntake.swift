@@ -282,13 +282,14 @@ final class SourceConsumer: @unchecked Sendable {
       }
       receivedCounter.increment()
       outstanding.append(delivery.deliveryTag)
-      switch map(delivery) {
+      let received = Date().timeIntervalSince1970
+      switch map(delivery, received: received) {
       case .event(let event, let rule):
         inbox.put(
           QueuedEvent(
             event: event, rule: rule,
             delivery: DeliveryRef(source: index, generation: gen, tag: delivery.deliveryTag),
-            received: Date().timeIntervalSince1970))
+            received: received))
       case .poison(let reason):
         try deadLetter(connection, delivery, reason: reason)
         lock.lock()
@@ -329,12 +330,12 @@ final class SourceConsumer: @unchecked Sendable {
 
   /// The message evaluated by the source's rules (JSON, XML or text bodies; see
   /// `RuleEvaluator.evaluate(message:sourceKey:)`).
-  private func map(_ d: AMQPDelivery) -> Mapping {
+  private func map(_ d: AMQPDelivery, received: Double) -> Mapping {
     if d.body.count > queue.maxMessageBytes {
       return .poison(
         "too large: \(d.body.count) bytes, more than max_message_bytes \(queue.maxMessageBytes)")
     }
-    let message = Self.input(d, queue: queue.queue, received: Date().timeIntervalSince1970)
+    let message = Self.input(d, queue: queue.queue, received: received)
     let key = SourceKey(
       source: source.name, stream: streamID, position: Self.messageID(d))
     let result = evaluator.evaluate(message: message, sourceKey: key)
@@ -366,6 +367,15 @@ final class SourceConsumer: @unchecked Sendable {
       headers: d.headers, body: d.body, receivedUnixNano: Int64(received * 1e9))
   }
 
+  /// Whether a header's name is `traceparent`, in any case (without lowercasing a copy of
+  /// every header name of every message).
+  static func isTraceparent(_ name: String) -> Bool {
+    let wanted = "traceparent".utf8
+    guard name.utf8.count == wanted.count else { return false }
+    // `| 0x20` lowercases an ASCII letter; only a letter's two cases give that lowercase letter.
+    return zip(name.utf8, wanted).allSatisfy { $0 | 0x20 == $1 }
+  }
+
   /// OTel messaging attributes every event from a queue carries, and the sender's traceparent.
   static func addMessagingAttributes(_ event: inout OrderEvent, _ d: AMQPDelivery, queue: String) {
     event.attributes.append(
@@ -374,7 +384,7 @@ final class SourceConsumer: @unchecked Sendable {
       event.attributes.append(Attribute("messaging.rabbitmq.destination.routing_key", d.routingKey))
     }
     if let id = d.messageID { event.attributes.append(Attribute("messaging.message.id", id)) }
-    if let tp = d.headers.first(where: { $0.0.lowercased() == "traceparent" })?.1 {
+    if let tp = d.headers.first(where: { isTraceparent($0.0) })?.1 {
       event.attributes.append(Attribute(Correlator.traceparentAttribute, tp))
     }
   }
