@@ -263,6 +263,7 @@ final class StateStoreTests: XCTestCase {
         sql: """
           EXPLAIN QUERY PLAN DELETE FROM live_aliases WHERE order_id IN
             (SELECT order_id FROM live_tombstones WHERE closed_at_ns < 5)
+            AND NOT EXISTS (SELECT 1 FROM live_orders o WHERE o.order_id = live_aliases.order_id)
           """
       ).map { $0["detail"] as String }
     }
@@ -302,6 +303,30 @@ final class StateStoreTests: XCTestCase {
     XCTAssertEqual(try store.loadSeenMessages(since: 1_500), [43])
     try store.forgetSeenMessages(before: 1_500)
     XCTAssertEqual(try store.loadSeenMessages(since: 0), [43])
+  }
+
+  /// Forgetting an old tombstone forgets its aliases, but not when an order is open again
+  /// under the same id: those aliases are the open order's.
+  func testForgettingATombstoneKeepsTheAliasesOfAnOrderOpenAgainUnderItsID() throws {
+    let store = try StateStore(path: directory + "/state.sqlite")
+    let alias = AliasKey(kind: "job", key: "J-1")
+    let other = AliasKey(kind: "job", key: "J-2")
+    var closing = CorrelatorDelta(watermark: 10)
+    closing.closed = [("7", Data([1])), ("8", Data([2]))]
+    closing.aliases = [(alias, "7"), (other, "8")]
+    try store.commitLive(StateStore.LiveCommit(delta: closing, nowNs: 10)) {
+      self.ids.traceID(orderID: $0)
+    }
+    var reopened = CorrelatorDelta(watermark: 500)
+    reopened.upserted = [("7", Data([3]))]
+    reopened.aliases = [(alias, "7")]
+    var commit = StateStore.LiveCommit(delta: reopened, nowNs: 500)
+    commit.forgetClosedBefore = 100
+    try store.commitLive(commit) { self.ids.traceID(orderID: $0) }
+    let live = try store.loadLive()
+    XCTAssertEqual(live.snapshot.aliases, [alias: "7"], "order 8's alias forgotten, 7's kept")
+    XCTAssertEqual(live.snapshot.tombstones.count, 0)
+    XCTAssertEqual(live.snapshot.open["7"], Data([3]))
   }
 
   func testACommitSpoolsOneRowPerServiceAndTheSenderReadsWholeRows() throws {

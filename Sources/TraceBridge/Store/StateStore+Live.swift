@@ -197,10 +197,13 @@ extension StateStore {
         try seen.run()
       }
       if let before = commit.forgetClosedBefore {
+        // Not the aliases of an order open again under the same id (its old tombstone not yet
+        // forgotten here): they are the open order's now.
         try db.execute(
           sql: """
             DELETE FROM live_aliases WHERE order_id IN
-              (SELECT order_id FROM live_tombstones WHERE closed_at_ns < ?);
+              (SELECT order_id FROM live_tombstones WHERE closed_at_ns < ?)
+              AND NOT EXISTS (SELECT 1 FROM live_orders o WHERE o.order_id = live_aliases.order_id);
             DELETE FROM live_tombstones WHERE closed_at_ns < ?;
             """, arguments: [before, before])
       }
