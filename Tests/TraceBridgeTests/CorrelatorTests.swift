@@ -509,6 +509,33 @@ final class CorrelatorTests: XCTestCase {
     XCTAssertThrowsError(try ClosedOrder(binary: [9, 0, 0]))
   }
 
+  /// A tombstone the store still holds but the last run had forgotten (its horizon passed, or
+  /// its order id open again) does not come back at a restart.
+  func testRestoreLeavesOutTombstonesTheLastRunHadForgotten() throws {
+    var policy = OrderPolicy()
+    policy.horizon = 50 * Self.second
+    let job = AliasKey(kind: "job", key: "J-1")
+    let old = Data(ClosedOrder(closedAt: at(5), aliases: [job]).binary())
+    let recent = Data(ClosedOrder(closedAt: at(80), aliases: []).binary())
+    let (first, _) = correlator(policy)
+    first.trackChanges()
+    first.process(status("7", "CREATED", at: 90))
+    let reopened = try XCTUnwrap(first.takeDelta().upserted.first { $0.orderID == "7" }?.state)
+    let (c, r) = correlator(policy)
+    try c.restore(
+      CorrelatorSnapshot(
+        open: ["7": reopened], tombstones: ["1": old, "7": recent, "9": recent],
+        aliases: [job: "1"], watermark: at(100)))
+    XCTAssertEqual(Set(c.tombstones.keys), ["9"], "only the tombstone within its horizon")
+    XCTAssertNil(c.aliases[job], "the forgotten order's alias goes with it")
+    c.process(status("1", "CREATED", at: 101))
+    c.process(status("7", "PAID", at: 101))
+    c.process(status("9", "PAID", at: 101))
+    XCTAssertEqual(r.rejected.map(\.1), [.afterOrderClosed], "only order 9 is still closed")
+    XCTAssertEqual(c.open["7"]?.eventCount, 2, "the reopened order goes on")
+    XCTAssertNotNil(c.open["1"], "a new order under the forgotten id")
+  }
+
   // MARK: - Determinism
 
   private func mixedEvents() -> [OrderEvent] {

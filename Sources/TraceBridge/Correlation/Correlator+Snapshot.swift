@@ -70,17 +70,26 @@ extension Correlator {
       open[id] = state
       schedule(id, state)
     }
+    aliases = snapshot.aliases
+    watermark = snapshot.watermark
     for (id, data) in snapshot.tombstones {
+      // The store forgets tombstones later than memory did (by a commit every few seconds,
+      // against a watermark recorded at close): one the last run had already forgotten — its
+      // horizon passed, or its id open again — must not come back and turn that order's
+      // events away.
+      if snapshot.open[id] != nil { continue }
       // JSON before the binary form (stores written before 2026-12-04).
       let tombstone =
         data.first == UInt8(ascii: "{")
         ? try decoder.decode(ClosedOrder.self, from: data)
         : try ClosedOrder(binary: [UInt8](data))
+      if tombstone.closedAt + policy.horizon < watermark {
+        for a in tombstone.aliases where aliases[a] == id { aliases[a] = nil }
+        continue
+      }
       tombstones[id] = tombstone
       scheduleTombstone(id, tombstone)
     }
-    aliases = snapshot.aliases
-    watermark = snapshot.watermark
     if let data = snapshot.pending {
       let events = try decoder.decode([OrderEvent].self, from: data)
       for e in events {

@@ -239,7 +239,8 @@ public final class LivePipeline: @unchecked Sendable {
     // The store forgets old tombstones (and their aliases) every few seconds, not in every
     // commit: a DELETE over the tombstones' time index that finds nothing most of the time
     // (0.1-0.2 ms a commit, hundreds of commits a second on a queue drain). The correlator
-    // forgets them on time in memory; one left in the store a few seconds longer is harmless.
+    // forgets them on time in memory; one the store still holds at a restart is left out
+    // (`Correlator.restore`).
     var lastForget = 0.0
     var inflightMessages: Set<UInt64> = []
     var newSeen: [UInt64] = []
