@@ -1,3 +1,5 @@
+import AMQPConsumer
+import TraceBridgeCore
 import XCTest
 
 @testable import TraceBridge
@@ -10,5 +12,16 @@ final class AMQPIntakeTests: XCTestCase {
     for name in ["traceparen", "traceparent2", " traceparent", "trace-parent", "tracestate", ""] {
       XCTAssertFalse(SourceConsumer.isTraceparent(name), name)
     }
+  }
+
+  /// Message identities are stored (`live_seen`) and must not change between versions: values
+  /// computed independently (a Python SipHash-2-4 over the same bytes).
+  func testStoredIdentitiesKeepTheirValues() {
+    XCTAssertEqual(
+      SourceKey(source: "shop-bus", stream: 0x1234_abcd, position: 987_654_321).identity,
+      0x06c4_5042_7060_51bc)
+    XCTAssertEqual(
+      SourceConsumer.messageID(AMQPDelivery(deliveryTag: 1, body: [], messageID: "m-42")),
+      0x8f07_71be_898a_f3f6)
   }
 }
