@@ -33,11 +33,18 @@ public struct IDDeriver: Sendable {
   /// The trace id of an order. Never all-zero.
   public func traceID(orderID: String) -> TraceID {
     var hmac = keyed
-    hmac.update(data: Array("order|\(namespace)|\(orderID)".utf8))
-    let mac = Array(hmac.finalize())
-    var id = TraceID(high: Self.bigEndianWord(mac, 0), low: Self.bigEndianWord(mac, 8))
-    if id.isZero {
-      id = TraceID(high: Self.bigEndianWord(mac, 16), low: Self.bigEndianWord(mac, 24))
+    // `order|<namespace>|<orderId>` fed in pieces, without building the string and an array of
+    // it for every order (the same bytes, so the same MAC).
+    Self.update(&hmac, "order|")
+    Self.update(&hmac, namespace)
+    Self.update(&hmac, "|")
+    Self.update(&hmac, orderID)
+    var id = hmac.finalize().withUnsafeBytes { mac in
+      var id = TraceID(high: Self.bigEndianWord(mac, 0), low: Self.bigEndianWord(mac, 8))
+      if id.isZero {
+        id = TraceID(high: Self.bigEndianWord(mac, 16), low: Self.bigEndianWord(mac, 24))
+      }
+      return id
     }
     if id.isZero { id.low = 1 }
     return id
@@ -79,7 +86,12 @@ public struct IDDeriver: Sendable {
     return v
   }
 
-  private static func bigEndianWord(_ b: [UInt8], _ at: Int) -> UInt64 {
+  private static func update(_ hmac: inout HMAC<SHA256>, _ text: String) {
+    var text = text
+    text.withUTF8 { hmac.update(data: UnsafeRawBufferPointer($0)) }
+  }
+
+  private static func bigEndianWord(_ b: UnsafeRawBufferPointer, _ at: Int) -> UInt64 {
     var v: UInt64 = 0
     for i in 0..<8 { v = v << 8 | UInt64(b[at + i]) }
     return v
