@@ -466,10 +466,7 @@ public final class RuleEvaluator {
       status = s
     }
     var attributes: [Attribute] = []
-    // Room for the messaging attributes the queue intake adds to a message's event (destination,
-    // routing key, message id, traceparent): appended one by one they reallocated the array
-    // up to three times a message.
-    attributes.reserveCapacity(e.attributes.count + (message == nil ? 0 : 4))
+    attributes.reserveCapacity(e.attributes.count)
     for (k, t) in e.attributes {
       if let value = t.render(v) { attributes.append(Attribute(k, value)) }
     }

@@ -378,6 +378,8 @@ final class SourceConsumer: @unchecked Sendable {
 
   /// OTel messaging attributes every event from a queue carries, and the sender's traceparent.
   static func addMessagingAttributes(_ event: inout OrderEvent, _ d: AMQPDelivery, queue: String) {
+    // Room for the four at once: appended one by one they reallocated up to three times.
+    event.attributes.reserveCapacity(event.attributes.count + 4)
     event.attributes.append(
       Attribute("messaging.destination.name", d.exchange.isEmpty ? queue : d.exchange))
     if !d.routingKey.isEmpty {
