@@ -4,8 +4,8 @@
 /// numbers as written, `true`/`false`); objects and arrays as their JSON text; `null` and
 /// missing paths as nil.
 struct JSONFieldScanner {
-  /// Each pointer as its reference tokens (`/a/b/0` → ["a", "b", "0"]), as UTF-8.
-  let pointers: [[[UInt8]]]
+  /// How many pointers (and values a scan fills).
+  private let pointerCount: Int
 
   /// The pointers as a trie: node 0 is the document; a node's children are the member names
   /// (or array indices) some pointer goes on with, its `exact` the pointers that end there.
@@ -25,13 +25,14 @@ struct JSONFieldScanner {
   private let exactPointers: [Int]
 
   init(pointers: [[String]]) {
-    self.pointers = pointers.map { $0.map { Array($0.utf8) } }
+    pointerCount = pointers.count
     // Build with per-node lists, then lay them out flat, children of a node side by side.
     var children: [[(token: [UInt8], node: Int)]] = [[]]
     var exact: [[Int]] = [[]]
-    for (n, tokens) in self.pointers.enumerated() {
+    // Each pointer as its reference tokens (`/a/b/0` → ["a", "b", "0"]), as UTF-8.
+    for (n, tokens) in pointers.enumerated() {
       var node = 0
-      for token in tokens {
+      for token in tokens.map({ Array($0.utf8) }) {
         if let next = children[node].first(where: { $0.token == token })?.node {
           node = next
         } else {
@@ -66,10 +67,10 @@ struct JSONFieldScanner {
 
   /// Fills `values` (one per pointer). Returns false when `text` is not a JSON object.
   func scan(_ text: UnsafeBufferPointer<UInt8>, into values: inout [String?]) -> Bool {
-    if values.count == pointers.count {
+    if values.count == pointerCount {
       for k in values.indices { values[k] = nil }
     } else {
-      values = [String?](repeating: nil, count: pointers.count)
+      values = [String?](repeating: nil, count: pointerCount)
     }
     var p = Parser(text: text)
     p.skipSpace()
