@@ -419,6 +419,7 @@ public final class StateStore: Sendable {
       /// One upsert per order and call, not per event: the merge the SQL does (min first,
       /// max last, the latest status, the first user) is done here first for the batch.
       struct OrderRow {
+        var orderID: String
         var traceID: String
         var first: Int64
         var last: Int64
@@ -426,9 +427,19 @@ public final class StateStore: Sendable {
         var statusSince: Int64?
         var service: String
         var userID: String?
+
+        mutating func merge(_ e: OrderEvent, isStatus: Bool) {
+          first = min(first, e.timeUnixNano)
+          last = max(last, e.timeUnixNano)
+          if isStatus, statusSince.map({ e.timeUnixNano >= $0 }) ?? true {
+            status = e.status
+            statusSince = e.timeUnixNano
+          }
+          if userID == nil { userID = e.userID }
+        }
       }
-      var rows: [String: OrderRow] = [:]
-      var rowOrder: [String] = []
+      var rows: [OrderRow] = []
+      var rowIndex: [String: Int] = [:]
       var closes: [OrderSummary] = []
       for change in changes {
         switch change {
@@ -448,21 +459,17 @@ public final class StateStore: Sendable {
           insertEvent.bindText(13) { Self.appendAttributesJSON(e.attributes, to: &$0) }
           try insertEvent.run()
           let isStatus = e.kind == .statusChange && e.status != nil
-          if var r = rows[orderID] {
-            r.first = min(r.first, e.timeUnixNano)
-            r.last = max(r.last, e.timeUnixNano)
-            if isStatus, r.statusSince.map({ e.timeUnixNano >= $0 }) ?? true {
-              r.status = e.status
-              r.statusSince = e.timeUnixNano
-            }
-            if r.userID == nil { r.userID = e.userID }
-            rows[orderID] = r
+          if let i = rowIndex[orderID] {
+            // Merged in place: one hash of the id an event, no copy of the row out and back.
+            rows[i].merge(e, isStatus: isStatus)
           } else {
-            rows[orderID] = OrderRow(
-              traceID: traceIDs(orderID).description, first: e.timeUnixNano, last: e.timeUnixNano,
-              status: isStatus ? e.status : nil, statusSince: isStatus ? e.timeUnixNano : nil,
-              service: e.service, userID: e.userID)
-            rowOrder.append(orderID)
+            rowIndex[orderID] = rows.count
+            rows.append(
+              OrderRow(
+                orderID: orderID, traceID: traceIDs(orderID).description, first: e.timeUnixNano,
+                last: e.timeUnixNano, status: isStatus ? e.status : nil,
+                statusSince: isStatus ? e.timeUnixNano : nil, service: e.service,
+                userID: e.userID))
           }
           if let link = e.link {
             insertAlias.bind(1, link.alias.kind)
@@ -480,9 +487,8 @@ public final class StateStore: Sendable {
           closes.append(s)
         }
       }
-      for id in rowOrder {
-        let r = rows[id]!
-        upsertOrder.bind(1, id)
+      for r in rows {
+        upsertOrder.bind(1, r.orderID)
         upsertOrder.bind(2, r.traceID)
         upsertOrder.bind(3, r.first)
         upsertOrder.bind(4, r.last)
