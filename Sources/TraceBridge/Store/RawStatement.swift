@@ -13,8 +13,9 @@ import GRDBSQLite
 /// The buffer and its list are exempt from the runtime's exclusivity checks (a live commit
 /// binds a dozen values an event, and each check took the thread-local access set: 2 % of a
 /// queue drain's CPU, most of it here). That is sound because a statement is used by one
-/// thread inside one transaction, and nothing this class calls while it holds the buffer — the
-/// `write` closure of `bindText`, the loop in `run` — can reach the same statement.
+/// thread inside one transaction, and nothing runs while the buffer is held that could reach
+/// the same statement: `run`'s loop only binds, and the `write` closures callers give
+/// `bindText` only append text to the buffer they are handed (keep them so).
 final class RawStatement {
   private let statement: Statement
   private let db: Database
