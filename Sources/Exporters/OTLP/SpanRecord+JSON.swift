@@ -7,12 +7,8 @@ import TraceBridgeCore
 enum OTLPJSON {
   static func encode(_ span: SpanRecord) -> [UInt8] {
     var o = JSONWriter(capacity: 512)
-    o.raw("{\"traceId\":\"")
-    Hex.append(span.traceID.high, to: &o.bytes)
-    Hex.append(span.traceID.low, to: &o.bytes)
-    o.raw("\",\"spanId\":\"")
-    Hex.append(span.spanID.value, to: &o.bytes)
-    o.raw("\"")
+    o.raw("{")
+    ids(&o, span.traceID, span.spanID)
     if let parent = span.parentSpanID {
       o.raw(",\"parentSpanId\":\"")
       Hex.append(parent.value, to: &o.bytes)
@@ -49,12 +45,8 @@ enum OTLPJSON {
       o.raw(",\"links\":[")
       for (i, l) in span.links.enumerated() {
         if i > 0 { o.raw(",") }
-        o.raw("{\"traceId\":\"")
-        Hex.append(l.traceID.high, to: &o.bytes)
-        Hex.append(l.traceID.low, to: &o.bytes)
-        o.raw("\",\"spanId\":\"")
-        Hex.append(l.spanID.value, to: &o.bytes)
-        o.raw("\"")
+        o.raw("{")
+        ids(&o, l.traceID, l.spanID)
         attributes(&o, l.attributes)
         o.raw("}")
       }
@@ -72,6 +64,16 @@ enum OTLPJSON {
     }
     o.raw("}}")
     return o.bytes
+  }
+
+  /// `"traceId":"<32 hex>","spanId":"<16 hex>"`, the members a span and a link begin with.
+  static func ids(_ o: inout JSONWriter, _ trace: TraceID, _ span: SpanID) {
+    o.raw("\"traceId\":\"")
+    Hex.append(trace.high, to: &o.bytes)
+    Hex.append(trace.low, to: &o.bytes)
+    o.raw("\",\"spanId\":\"")
+    Hex.append(span.value, to: &o.bytes)
+    o.raw("\"")
   }
 
   static func attributes(_ o: inout JSONWriter, _ attributes: [Attribute]) {
