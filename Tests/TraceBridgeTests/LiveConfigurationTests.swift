@@ -57,6 +57,7 @@ final class LiveConfigurationTests: XCTestCase {
         commit_interval: 1s
         rotated_quiet_period: 30s
         start_at: end
+        cpu_scheduling: normal
       spool:
         max_bytes: 512MiB
       """)
@@ -67,7 +68,16 @@ final class LiveConfigurationTests: XCTestCase {
     XCTAssertEqual(c.live.commitInterval, 1)
     XCTAssertEqual(c.live.rotatedQuietPeriod, 30)
     XCTAssertTrue(c.live.startAtEnd)
+    XCTAssertEqual(c.live.cpuScheduling, .normal)
     XCTAssertEqual(c.live.spoolMaxBytes, 512 << 20)
+  }
+
+  func testCPUSchedulingIsBatchUnlessSaidAndNamesBadValues() throws {
+    XCTAssertEqual(try parse("live:\n  start_at: end").live.cpuScheduling, .batch)
+    let found = issues("live:\n  cpu_scheduling: realtime")
+    XCTAssertEqual(found.count, 1, "\(found)")
+    XCTAssertTrue(found[0].hasPrefix("\(file):13:"), found[0])
+    XCTAssertTrue(found[0].contains("'realtime' is neither batch nor normal"), found[0])
   }
 
   func testBadListenNamesLineAndForm() {

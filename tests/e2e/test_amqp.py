@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from amqp_helpers import Broker, declare_queue, free_port, get_all, publish, queue_counts
-from test_live import ARRIVE_TIMEOUT, Bridge, PortReceiver, wait_for
+from test_live import ARRIVE_TIMEOUT, Bridge, PortReceiver, thread_policies, wait_for
 
 SECRET = "amqp-test-secret"
 STATUSES = ["CREATED", "PAID", "SHIPPED", "DELIVERED"]
@@ -160,6 +160,9 @@ def test_bus_events_become_each_orders_spans_with_messaging_attributes_and_links
     orders = range(3_000_000, 3_000_040)
     publish_orders(w.broker, w.queue, orders)
     wait_for_orders(w, orders)
+    policies = thread_policies(w.bridge.process.pid)
+    assert policies.get("amqp-bus") == {3}, \
+        f"the consumer thread should run under SCHED_BATCH (3), the default: {policies}"
     got = spans_by_order(w.receiver)
     for order in orders:
         spans = got[str(order)]

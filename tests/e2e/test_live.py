@@ -910,6 +910,41 @@ def test_healthz_readyz_and_metrics_in_prometheus_text(live_env):
     assert code == 0, f"SIGTERM: exit {code}\n{env.bridge.describe()}"
 
 
+def thread_policies(pid: int) -> dict:
+    """{thread name: set of Linux scheduling policies} from /proc/PID/task/*/stat (field 41)."""
+    out = {}
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the thread ended
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        out.setdefault(name, set()).add(int(fields[38]))  # field 41; fields[0] is field 3
+    return out
+
+
+@pytest.mark.parametrize("setting", [None, "normal"])
+def test_ingest_threads_run_under_the_configured_cpu_scheduling(live_env, setting):
+    env = live_env(**({} if setting is None else {"live": {"cpu_scheduling": setting}}))
+    env.bridge.start()
+    env.write_order(2_000_300, seed=3)
+    env.bridge.wait_metric("tracebridge_lines_read_total", lambda v: v > 0, "read nothing",
+                           source=SERVICES[0])
+    policies = thread_policies(env.bridge.process.pid)
+    batch, normal = 3, 0
+    want = normal if setting == "normal" else batch
+    ingest = ["live-pipeline", "live-commit", "spool-sender", "wal-checkpoint"]
+    problems = [f"{name}: {sorted(policies.get(name, []))}, expected [{want}]"
+                for name in ingest if policies.get(name) != {want}]
+    # The operations endpoints keep the default policy: /healthz and /metrics answer promptly.
+    problems += [f"{name}: {sorted(p)}, expected [0]" for name, p in policies.items()
+                 if name.startswith("NIO-") and p != {normal}]
+    assert not problems, report(problems, "thread scheduling policies") + f"\n{policies}"
+    code = env.bridge.terminate()
+    assert code == 0, f"SIGTERM: exit {code}\n{env.bridge.describe()}"
+
+
 # ---------------------------------------------------------------------------
 # g) a full spool pauses reading instead of dropping
 # ---------------------------------------------------------------------------

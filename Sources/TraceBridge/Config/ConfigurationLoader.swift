@@ -422,7 +422,7 @@ private struct Parser {
         node, "live",
         known: [
           "listen", "poll_interval", "reorder_window", "multiline_flush", "commit_interval",
-          "rotated_quiet_period", "start_at",
+          "rotated_quiet_period", "start_at", "cpu_scheduling",
         ])
     else { return live }
     func seconds(_ v: Node, _ key: String, positive: Bool = true) -> Double? {
@@ -448,6 +448,13 @@ private struct Parser {
       case "multiline_flush": if let d = seconds(v, k) { live.multilineFlush = d }
       case "commit_interval": if let d = seconds(v, k) { live.commitInterval = d }
       case "rotated_quiet_period": if let d = seconds(v, k) { live.rotatedQuietPeriod = d }
+      case "cpu_scheduling":
+        guard let s = string(v, "live.cpu_scheduling") else { continue }
+        if let policy = CPUScheduling(rawValue: s) {
+          live.cpuScheduling = policy
+        } else {
+          issue(v, "live.cpu_scheduling: '\(s)' is neither batch nor normal")
+        }
       default:
         guard let s = string(v, "live.start_at") else { continue }
         switch s {

@@ -62,8 +62,15 @@ public final class LivePipeline: @unchecked Sendable {
 
   /// Starts the pipeline thread.
   public func start() {
+    let scheduling = configuration.live.cpuScheduling
     let thread = Thread { [self] in
       ThreadName.set("live-pipeline")
+      // Before the commit writer and the AMQP consumers start here: they inherit the policy.
+      if let problem = scheduling.applyToCurrentThread() {
+        logger.warning(
+          "live.cpu_scheduling \(scheduling.rawValue) not applied; the default policy stays",
+          metadata: ["error": "\(problem)"])
+      }
       do {
         try run()
       } catch {

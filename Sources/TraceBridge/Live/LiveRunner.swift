@@ -112,9 +112,12 @@ struct PipelineService: Service {
   let logger: Logger
 
   func run() async throws {
-    try checkpointer.start()
+    // The pipeline thread sets its own policy (and its commit writer and AMQP consumers inherit
+    // it); these two are started from here, a thread of Swift's cooperative pool.
+    let scheduling = pipeline.configuration.live.cpuScheduling
+    try checkpointer.start(scheduling: scheduling)
     defer { checkpointer.stop() }
-    sender.start()
+    sender.start(scheduling: scheduling)
     pipeline.start()
     while !Task.isShuttingDownGracefully && !Task.isCancelled && pipeline.isRunning {
       try? await Task.sleep(for: .milliseconds(100))

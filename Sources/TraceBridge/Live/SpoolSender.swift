@@ -36,9 +36,12 @@ final class SpoolSender: @unchecked Sendable {
     self.logger = logger
   }
 
-  func start() {
+  /// Starts the sending thread with the given scheduling policy (a failure to set it is left to
+  /// the pipeline thread to report).
+  func start(scheduling: CPUScheduling = .normal) {
     let thread = Thread { [self] in
       ThreadName.set("spool-sender")
+      scheduling.applyToCurrentThread()
       run()
       condition.lock()
       finished = true

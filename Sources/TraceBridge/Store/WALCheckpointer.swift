@@ -51,10 +51,13 @@ final class WALCheckpointer: @unchecked Sendable {
     connection = try DatabaseQueue(path: store.path, configuration: config)
   }
 
-  func start() throws {
+  func start(scheduling: CPUScheduling = .normal) throws {
     try store.setAutomaticCheckpoint(false)
     started = true
-    thread.start(name: "wal-checkpoint") { [self] in run() }
+    thread.start(name: "wal-checkpoint") { [self] in
+      scheduling.applyToCurrentThread()
+      run()
+    }
   }
 
   /// Stops the thread after one last checkpoint and gives the writer its automatic
