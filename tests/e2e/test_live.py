@@ -932,14 +932,13 @@ def test_ingest_threads_run_under_the_configured_cpu_scheduling(live_env, settin
     env.bridge.wait_metric("tracebridge_lines_read_total", lambda v: v > 0, "read nothing",
                            source=SERVICES[0])
     policies = thread_policies(env.bridge.process.pid)
-    batch, normal = 3, 0
-    want = normal if setting == "normal" else batch
+    # The policy the bridge was started with: this test's own (normally the default, 0).
+    inherited = os.sched_getscheduler(0)
+    want = inherited if setting == "normal" else 3  # SCHED_BATCH
     ingest = ["live-pipeline", "live-commit", "spool-sender", "wal-checkpoint"]
     problems = [f"{name}: {sorted(policies.get(name, []))}, expected [{want}]"
                 for name in ingest if policies.get(name) != {want}]
-    # The operations endpoints keep the policy the bridge was started with (this test's own,
-    # normally the default): /healthz and /metrics answer promptly.
-    inherited = os.sched_getscheduler(0)
+    # The operations endpoints keep it too: /healthz and /metrics answer promptly.
     if not any(name.startswith("NIO-") for name in policies):
         problems.append(f"no NIO- thread (the HTTP endpoints) to check among {sorted(policies)}")
     problems += [f"{name}: {sorted(p)}, expected [{inherited}]" for name, p in policies.items()

@@ -62,7 +62,7 @@ public struct LiveConfiguration: Sendable {
   public var rotatedQuietPeriod = 5.0
   /// Files of a source never tailed before start at their end instead of their beginning.
   public var startAtEnd = false
-  /// The kernel's scheduling policy for the bridge's threads (`batch`: Linux `SCHED_BATCH`).
+  /// The ingest threads' scheduling policy (`batch`: Linux `SCHED_BATCH`; `normal`: as started).
   public var cpuScheduling = CPUScheduling.batch
   /// The spool's bound: when this many bytes of spans wait, reading pauses.
   public var spoolMaxBytes: Int64 = 1 << 30

@@ -68,7 +68,7 @@ public final class LivePipeline: @unchecked Sendable {
       // Before the commit writer and the AMQP consumers start here: they inherit the policy.
       if let problem = scheduling.applyToCurrentThread() {
         logger.warning(
-          "live.cpu_scheduling \(scheduling.rawValue) not applied; the default policy stays",
+          "live.cpu_scheduling \(scheduling.rawValue) not applied; the threads keep their policy",
           metadata: ["error": "\(problem)"])
       }
       do {

@@ -36,8 +36,8 @@ final class SpoolSender: @unchecked Sendable {
     self.logger = logger
   }
 
-  /// Starts the sending thread with the given scheduling policy (a failure to set it is left to
-  /// the pipeline thread to report).
+  /// Starts the sending thread under the given scheduling policy (a failure to set it is left
+  /// to the pipeline thread to report).
   func start(scheduling: CPUScheduling = .normal) {
     let thread = Thread { [self] in
       ThreadName.set("spool-sender")
