@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import random
 import re
 import signal
@@ -299,6 +300,9 @@ class Bridge:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.args = list(args)
+        # Words before the binary (a wrapper that execs it, e.g. deny_sched.py): the pid stays
+        # the bridge's.
+        self.prefix: list[str] = []
         doc = yaml.safe_load(self.config.read_text(encoding="utf-8"))
         listen = (doc.get("live") or {}).get("listen", "127.0.0.1:9464")
         self.base = f"http://{listen}"
@@ -311,7 +315,7 @@ class Bridge:
         assert not self.running, "bridge already running"
         n = len(self.runs)
         stdout, stderr = self.workdir / f"run{n}.stdout", self.workdir / f"run{n}.stderr"
-        cmd = [str(self.binary), "run", "--config", str(self.config), *self.args]
+        cmd = [*self.prefix, str(self.binary), "run", "--config", str(self.config), *self.args]
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
             self.process = subprocess.Popen(cmd, stdout=out, stderr=err,
                                             stdin=subprocess.DEVNULL)
@@ -944,6 +948,32 @@ def test_ingest_threads_run_under_the_configured_cpu_scheduling(live_env, settin
     problems += [f"{name}: {sorted(p)}, expected [{inherited}]" for name, p in policies.items()
                  if name.startswith("NIO-") and p != {inherited}]
     assert not problems, report(problems, "thread scheduling policies") + f"\n{policies}"
+    code = env.bridge.terminate()
+    assert code == 0, f"SIGTERM: exit {code}\n{env.bridge.describe()}"
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="deny_sched.py knows x86-64's syscalls")
+def test_a_kernel_that_refuses_the_batch_policy_costs_a_warning_not_the_run(live_env):
+    """Under a seccomp profile without sched_setscheduler (deny_sched.py: EPERM), the default
+    `batch` is not applied: one warning says so, the threads keep the policy they were started
+    with, and the bridge reads, correlates and exports as usual."""
+    env = live_env()
+    env.bridge.prefix = [sys.executable, str(Path(__file__).with_name("deny_sched.py"))]
+    env.bridge.start()
+    orders = range(2_000_320, 2_000_324)
+    env.write_orders(orders, noise=1, seed=5)
+    comparison = wait_for_spans(env, env.expected_spans(), ARRIVE_TIMEOUT)
+    comparison.assert_all(env.describe())
+    policies = thread_policies(env.bridge.process.pid)
+    inherited = os.sched_getscheduler(0)
+    ingest = ["live-pipeline", "live-commit", "spool-sender", "wal-checkpoint"]
+    problems = [f"{name}: {sorted(policies.get(name, []))}, expected [{inherited}]"
+                for name in ingest if policies.get(name) != {inherited}]
+    assert not problems, report(problems, "thread scheduling policies") + f"\n{policies}"
+    warnings = [line for line in env.bridge.stderr_text().splitlines()
+                if "live.cpu_scheduling batch not applied" in line]
+    assert len(warnings) == 1, f"expected one warning, got {warnings}\n{env.bridge.describe()}"
+    assert "Operation not permitted" in warnings[0], warnings[0]
     code = env.bridge.terminate()
     assert code == 0, f"SIGTERM: exit {code}\n{env.bridge.describe()}"
 
