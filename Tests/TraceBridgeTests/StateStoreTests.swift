@@ -481,6 +481,34 @@ final class StateStoreTests: XCTestCase {
     )
   }
 
+  func testANewStoreHasEightKiBPagesAndAnOlderStoreKeepsItsOwn() throws {
+    func pageSize(_ store: StateStore) throws -> Int {
+      try store.queue.read { db in try Int.fetchOne(db, sql: "PRAGMA page_size") ?? -1 }
+    }
+    let fresh = try StateStore(path: directory + "/fresh.sqlite")
+    XCTAssertEqual(try pageSize(fresh), 8192)
+    // A store made with SQLite's default (as before this setting), already in WAL mode.
+    let olderPath = directory + "/older.sqlite"
+    do {
+      let older = try DatabaseQueue(path: olderPath)
+      try older.writeWithoutTransaction { db in
+        try db.execute(sql: "PRAGMA page_size = 4096")
+        try db.execute(sql: "PRAGMA journal_mode = WAL")
+        try db.execute(sql: "CREATE TABLE keep (x INTEGER)")
+        try db.execute(sql: "INSERT INTO keep VALUES (42)")
+      }
+      try older.close()
+    }
+    let older = try StateStore(path: olderPath)
+    XCTAssertEqual(try pageSize(older), 4096, "an existing store keeps its page size")
+    XCTAssertEqual(
+      try older.queue.read { db in try Int.fetchOne(db, sql: "SELECT x FROM keep") }, 42)
+    try older.apply([.event(event("9", 9, position: 9, status: "CREATED"), orderID: "9")]) {
+      self.ids.traceID(orderID: $0)
+    }
+    XCTAssertEqual(try older.timeline(orderID: "9").count, 1, "and works as before")
+  }
+
   func testTheCheckpointerCopiesTheLogIntoTheDatabaseAndHandsBackOnStop() throws {
     let path = directory + "/state.sqlite"
     let store = try StateStore(path: path)

@@ -33,6 +33,9 @@ public final class StateStore: Sendable {
     try Self.migrator.migrate(queue)
   }
 
+  /// The page size a new store is created with.
+  static let pageSize = 8192
+
   private static func open(_ path: String) throws -> DatabasePool {
     var config = GRDB.Configuration()
     // WAL with synchronous=NORMAL: a committed transaction survives the process being
@@ -40,7 +43,13 @@ public final class StateStore: Sendable {
     // A 32 MiB page cache (the default is 2 MiB): a live commit touches pages all over the
     // timeline and orders (keyed by order id), and re-reading them from the OS cache was a
     // fifth of the live pipeline's time on a RabbitMQ drain (when keys were hashes, v4).
+    // 8 KiB pages for a new store (SQLite's default is 4 KiB; a store that exists keeps its
+    // size, the pragma is then a no-op): a commit writes half as many pages (its spool row, the
+    // commit's spans packed, alone runs to dozens); the commit thread took 6 % less CPU on a
+    // RabbitMQ drain, for about 30 % more bytes written at 1,000 log lines/s, where each
+    // commit touches a few rows on many pages (docs/architecture.md).
     config.prepareDatabase { db in
+      try db.execute(sql: "PRAGMA page_size = \(pageSize)")
       try db.execute(sql: "PRAGMA synchronous = NORMAL")
       try db.execute(sql: "PRAGMA cache_size = -32768")
     }
