@@ -36,6 +36,16 @@ final class IDDeriverTests: XCTestCase {
       deriver().traceID(orderID: "З-42").description, "baf8604cd178affb80f6518e767889b9")
   }
 
+  func testTraceIDOfALongAndOfAnEmptyOrderID() {
+    // A 4,002-byte id (past any stack buffer) and an empty one:
+    // hmac.new(b'test-secret', ('order|shop|' + 'A' * 4000 + '-Z').encode(), hashlib.sha256)...
+    XCTAssertEqual(
+      deriver().traceID(orderID: String(repeating: "A", count: 4000) + "-Z").description,
+      "b6d4575edbf858f691454a41c1b8f68c")
+    // hmac.new(b'test-secret', b'order|shop|', hashlib.sha256).hexdigest()[:32]
+    XCTAssertEqual(deriver().traceID(orderID: "").description, "a48c310621a119356efdbb83aa2ae18b")
+  }
+
   func testNamespaceChangesTraceID() {
     // hmac.new(b'test-secret', b'order|staging|123', hashlib.sha256).hexdigest()[:32]
     XCTAssertEqual(
