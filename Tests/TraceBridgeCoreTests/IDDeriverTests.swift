@@ -46,6 +46,15 @@ final class IDDeriverTests: XCTestCase {
     XCTAssertEqual(deriver().traceID(orderID: "").description, "a48c310621a119356efdbb83aa2ae18b")
   }
 
+  func testIDsPrintAsLowerCaseHexWithLeadingZeros() {
+    XCTAssertEqual(SpanID(1).description, "0000000000000001")
+    XCTAssertEqual(SpanID(0xFEDC_BA98_7654_3210).description, "fedcba9876543210")
+    XCTAssertEqual(
+      TraceID(high: 0x0123_4567_89AB_CDEF, low: 0xA).description,
+      "0123456789abcdef000000000000000a")
+    XCTAssertEqual(TraceID(high: .max, low: 0).description, "ffffffffffffffff0000000000000000")
+  }
+
   func testNamespaceChangesTraceID() {
     // hmac.new(b'test-secret', b'order|staging|123', hashlib.sha256).hexdigest()[:32]
     XCTAssertEqual(

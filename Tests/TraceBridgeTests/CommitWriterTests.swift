@@ -29,7 +29,9 @@ final class CommitWriterTests: XCTestCase {
   private func job(_ spans: Int, watermark: Int64) -> CommitWriter.Job {
     CommitWriter.Job(
       commit: StateStore.LiveCommit(
-        spans: (0..<spans).map { ("Shop", [UInt8(truncatingIfNeeded: $0), 1, 2]) },
+        spans: (0..<spans).map {
+          StateStore.EncodedSpan(service: "Shop", bytes: [UInt8(truncatingIfNeeded: $0), 1, 2])
+        },
         delta: CorrelatorDelta(watermark: watermark), nowNs: 1_000_000_000 * watermark),
       traceIDs: [:], acks: [], messageTimes: [], readTimes: [])
   }

@@ -333,7 +333,7 @@ final class StateStoreTests: XCTestCase {
     let store = try StateStore(path: directory + "/state.sqlite")
     func commit(_ spans: [(String, [UInt8])], seen: [UInt64], at ns: Int64) throws -> Int64 {
       var c = StateStore.LiveCommit(
-        spans: spans.map { (service: $0.0, bytes: $0.1) },
+        spans: spans.map { StateStore.EncodedSpan(service: $0.0, bytes: $0.1) },
         delta: CorrelatorDelta(watermark: ns), nowNs: ns)
       c.seenMessages = seen
       return try store.commitLive(c) { self.ids.traceID(orderID: $0) }

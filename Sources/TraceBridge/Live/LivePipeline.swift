@@ -195,12 +195,16 @@ public final class LivePipeline: @unchecked Sendable {
     let rejectedWriter = try RejectedWriter(path: configuration.rejectedPath)
     var rejectBuffer: [UInt8] = []
 
-    var spans: [(service: String, bytes: [UInt8])] = []
+    var spans: [StateStore.EncodedSpan] = []
     let format = format
     var timeline: [StateStore.Change] = []
     let correlator = Correlator(
       policy: configuration.orders, ids: configuration.ids,
-      emit: { spans.append(($0.service, SpanBatcher.encode($0, format: format))) },
+      emit: {
+        spans.append(
+          StateStore.EncodedSpan(service: $0.service, bytes: SpanBatcher.encode($0, format: format))
+        )
+      },
       reject: { [metrics] event, reason in
         metrics.rejected(reason.rawValue).increment()
         RejectedWriter.append(to: &rejectBuffer, setAside: event, reason: reason)

@@ -55,9 +55,17 @@ extension StateStore {
   }
 
   /// One commit of the live pipeline.
+  /// A span encoded in the exporter's format, with its service. A struct, not a tuple: an
+  /// array of tuples is destroyed through the runtime's generic tuple witness, element by
+  /// element, on the commit thread.
+  struct EncodedSpan: Sendable {
+    var service: String
+    var bytes: [UInt8]
+  }
+
   struct LiveCommit: Sendable {
     /// Spans encoded in the exporter's format, with their service.
-    var spans: [(service: String, bytes: [UInt8])] = []
+    var spans: [EncodedSpan] = []
     var delta: CorrelatorDelta
     var checkpoints: [TailCheckpoint] = []
     var timeline: [Change] = []

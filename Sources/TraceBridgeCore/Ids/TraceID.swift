@@ -10,7 +10,15 @@ public struct TraceID: Sendable, Hashable, Codable, CustomStringConvertible {
   /// The id's 16 bytes in wire order.
   public var bytes: [UInt8] { high.bigEndianBytes + low.bigEndianBytes }
   /// Lower-case hex, the form OTLP JSON and Jaeger URLs use.
-  public var description: String { Hex.encode(high) + Hex.encode(low) }
+  public var description: String {
+    // One allocation (two 16-digit strings and their concatenation were five): the state
+    // store writes an order's trace id as text in every commit that touches the order.
+    String(unsafeUninitializedCapacity: 32) { buffer in
+      Hex.write(high, to: buffer, at: 0)
+      Hex.write(low, to: buffer, at: 16)
+      return 32
+    }
+  }
 }
 
 /// An 8-byte OTLP span id, stored as a big-endian word. Never zero when derived.
@@ -32,15 +40,19 @@ public enum Hex {
   @usableFromInline static let digits: [UInt8] = Array("0123456789abcdef".utf8)
 
   public static func encode(_ value: UInt64) -> String {
-    var out = [UInt8](repeating: 0, count: 16)
-    appendHex(value, to: &out, at: 0)
-    return String(decoding: out, as: UTF8.self)
+    String(unsafeUninitializedCapacity: 16) { buffer in
+      write(value, to: buffer, at: 0)
+      return 16
+    }
   }
 
   /// Writes 16 hex digits of `value` into `buffer[at..<at+16]`.
-  @inlinable public static func appendHex(_ value: UInt64, to buffer: inout [UInt8], at: Int) {
+  @inline(__always) static func write(
+    _ value: UInt64, to buffer: UnsafeMutableBufferPointer<UInt8>, at: Int
+  ) {
     for i in 0..<16 {
-      buffer[at + i] = digits[Int((value >> (60 - 4 * UInt64(i))) & 0xF)]
+      let nibble = UInt8(truncatingIfNeeded: value >> (60 - 4 * UInt64(i))) & 0xF
+      buffer[at + i] = nibble < 10 ? 0x30 + nibble : 0x57 + nibble  // "0"..."9", "a"...
     }
   }
 
