@@ -293,7 +293,9 @@ public final class AMQPConnection {
       pointers.append(p)
       return tb_bytes(p, strlen(p))
     }
-    deinit { pointers.forEach { free($0) } }
+    deinit {
+      for p in pointers { free(p) }
+    }
   }
 
   // MARK: - Internals

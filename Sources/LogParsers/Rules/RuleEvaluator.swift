@@ -121,7 +121,8 @@ public final class RuleEvaluator {
       switch Inflate.inflate(m.body, limit: Self.maxInflatedBodyBytes) {
       case .success(let body):
         m.body = body
-        m.contentEncoding = nil  // the charset comes from the prolog, the content type or the source
+        // The charset comes from the prolog, the content type or the source.
+        m.contentEncoding = nil
       case .failure(let why):
         return MessageEvaluation(
           outcome: .unmapped("not \(coding): \(why)"), invalidBytes: 0, charset: "")

@@ -220,7 +220,8 @@ struct BinaryReader {
 
   mutating func count() throws -> Int {
     let n = try u64()
-    guard n <= UInt64(bytes.count - i) else { throw Failure.truncated }  // each item takes a byte at least
+    // Each item takes a byte at least.
+    guard n <= UInt64(bytes.count - i) else { throw Failure.truncated }
     return Int(n)
   }
 

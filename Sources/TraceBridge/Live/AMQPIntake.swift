@@ -78,7 +78,9 @@ final class AMQPIntake: @unchecked Sendable {
     consumers = list
   }
 
-  func start() { consumers.forEach { $0.start() } }
+  func start() {
+    for c in consumers { c.start() }
+  }
 
   /// `wake` is called when events arrive in an empty inbox (set before `start`).
   func setWake(_ wake: @escaping @Sendable () -> Void) { inbox.wake = wake }
@@ -89,7 +91,9 @@ final class AMQPIntake: @unchecked Sendable {
   /// prefetch / interval; a quarter (not half) keeps the broker sending while a commit runs.
   var ackBatch: Int { consumers.map { max(1, $0.queue.prefetch / 4) }.min() ?? 1 }
 
-  func stop() { consumers.forEach { $0.stop() } }
+  func stop() {
+    for c in consumers { c.stop() }
+  }
 
   /// Events received since the last call.
   func drain() -> [QueuedEvent] { inbox.drain() }

@@ -564,7 +564,8 @@ public final class LivePipeline: @unchecked Sendable {
     // Shutdown: commit what was processed; what waits in the reorder window is re-read on
     // the next start (the checkpoints stop before it).
     try commit(now: Date().timeIntervalSince1970)
-    try writer.finish()  // the acknowledgements of the last commits go out before the consumers stop
+    // The acknowledgements of the last commits go out before the consumers stop.
+    try writer.finish()
     intake?.stop()
     tailer.closeAll()
   }

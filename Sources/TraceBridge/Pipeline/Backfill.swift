@@ -188,7 +188,7 @@ public final class Backfill {
           rejected: rejected, keepUnmatched: options.keepUnmatched, bytesRead: bytesRead,
           linesRead: linesRead))
     }
-    producers.forEach { $0.start() }
+    for p in producers { p.start() }
     let progress =
       options.progress
       ? ProgressLine(total: plan.reduce(0) { $0 + $1.set.files.reduce(0) { $0 + Self.size($1) } })
