@@ -26,6 +26,26 @@ struct TraceBridgeCommand: AsyncParsableCommand {
     version: "0.1.0",
     subcommands: [Run.self, Backfill.self, Rules.self, Timeline.self, Migrate.self]
   )
+
+  /// ArgumentParser's own `main`, except that a usage error (an unknown option, a bad value)
+  /// exits 2 as `--help` says — ArgumentParser exits 64 — so that the systemd unit, which does
+  /// not restart on 2, does not restart a service whose command line is wrong forever.
+  static func main() async {
+    do {
+      var command = try parseAsRoot()
+      if var command = command as? AsyncParsableCommand {
+        try await command.run()
+      } else {
+        try command.run()
+      }
+    } catch {
+      if exitCode(for: error) == .validationFailure {
+        FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+        Foundation.exit(2)
+      }
+      exit(withError: error)
+    }
+  }
 }
 
 /// Options every command that reads the configuration shares.
@@ -39,9 +59,19 @@ struct ConfigOptions: ParsableArguments {
 
   @Option(
     help:
-      "Log level: trace, debug, info, notice, warning, error, critical (default: warning; info for run)."
-  )
+      "Log level: trace, debug, info, notice, warning, error, critical (default: warning; info for run).",
+    transform: ConfigOptions.level(named:))
   var logLevel: Logger.Level?
+
+  /// A `--log-level` value (parsed here rather than by a conformance of swift-log's type to
+  /// the argument parser's protocol, which neither package declares).
+  static func level(named name: String) throws -> Logger.Level {
+    guard let level = Logger.Level(rawValue: name) else {
+      throw ValidationError(
+        "'\(name)' is not a log level: trace, debug, info, notice, warning, error or critical")
+    }
+    return level
+  }
 
   /// The level asked for, else `fallback`.
   func level(default fallback: Logger.Level) -> Logger.Level { logLevel ?? fallback }
@@ -58,8 +88,6 @@ struct ConfigOptions: ParsableArguments {
     }
   }
 }
-
-extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 nonisolated(unsafe) private var loggingBootstrapped = false
 

@@ -615,3 +615,26 @@ def test_migrate_reports_a_current_store_and_a_store_a_newer_version_migrated_is
     with sqlite3.connect(store) as db:
         after = [r[0] for r in db.execute("SELECT identifier FROM grdb_migrations")]
     assert sorted(after) == sorted(applied + ["v99-from-a-later-version"]), after
+
+
+def test_usage_errors_exit_2_as_the_help_says_and_help_and_version_exit_0(bridge_bin):
+    """ArgumentParser alone exits 64 on a usage error; `--help` and the docs promise 2, which
+    the systemd unit does not restart on (RestartPreventExitStatus=2)."""
+    def tb(*args):
+        return subprocess.run([str(bridge_bin), *args], capture_output=True, text=True,
+                              timeout=30)
+    for args, said in ((["run", "--no-such-option"], "Unknown option '--no-such-option'"),
+                       (["backfill", "--log-level", "loud"], "'loud' is not a log level"),
+                       (["no-such-command"], "Unexpected argument 'no-such-command'"),
+                       (["timeline", "--drain-timeout", "5"], "Unknown option")):
+        done = tb(*args)
+        assert done.returncode == 2, (args, done.returncode, done.stderr)
+        assert said in done.stderr, (args, done.stderr)
+        assert "Usage: tracebridge" in done.stderr, (args, done.stderr)
+    for args in (["--help"], ["run", "--help"], ["help", "backfill"], ["--version"]):
+        done = tb(*args)
+        assert done.returncode == 0, (args, done.returncode, done.stderr)
+        assert done.stdout.strip(), (args, "printed nothing")
+    # A valid level still parses (the command then fails on its missing configuration, 2).
+    done = tb("rules", "check", "--log-level", "debug", "--config", "/nonexistent/tb.yaml")
+    assert done.returncode == 2 and "cannot read the configuration" in done.stderr, done
