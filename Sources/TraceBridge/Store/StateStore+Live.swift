@@ -54,7 +54,6 @@ extension StateStore {
     var spoolBytes: Int64 = 0
   }
 
-  /// One commit of the live pipeline.
   /// A span encoded in the exporter's format, with its service. A struct, not a tuple: an
   /// array of tuples is destroyed through the runtime's generic tuple witness, element by
   /// element, on the commit thread.
@@ -63,6 +62,7 @@ extension StateStore {
     var bytes: [UInt8]
   }
 
+  /// One commit of the live pipeline.
   struct LiveCommit: Sendable {
     /// Spans encoded in the exporter's format, with their service.
     var spans: [EncodedSpan] = []
