@@ -37,7 +37,11 @@ extension UInt64 {
 
 /// Lower-case hex of ids.
 public enum Hex {
-  @usableFromInline static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+  /// The lower-case hex digit of `value`'s 4 bits that end `shift` bits from its right.
+  @inlinable @inline(__always) static func digit(_ value: UInt64, _ shift: UInt64) -> UInt8 {
+    let nibble = UInt8(truncatingIfNeeded: value >> shift) & 0xF
+    return nibble < 10 ? 0x30 + nibble : 0x57 + nibble  // "0"..."9", "a"...
+  }
 
   public static func encode(_ value: UInt64) -> String {
     String(unsafeUninitializedCapacity: 16) { buffer in
@@ -50,16 +54,11 @@ public enum Hex {
   @inline(__always) static func write(
     _ value: UInt64, to buffer: UnsafeMutableBufferPointer<UInt8>, at: Int
   ) {
-    for i in 0..<16 {
-      let nibble = UInt8(truncatingIfNeeded: value >> (60 - 4 * UInt64(i))) & 0xF
-      buffer[at + i] = nibble < 10 ? 0x30 + nibble : 0x57 + nibble  // "0"..."9", "a"...
-    }
+    for i in 0..<16 { buffer[at + i] = digit(value, 60 - 4 * UInt64(i)) }
   }
 
   /// Appends 16 hex digits of `value` to `buffer`.
   @inlinable public static func append(_ value: UInt64, to buffer: inout [UInt8]) {
-    for i in 0..<16 {
-      buffer.append(digits[Int((value >> (60 - 4 * UInt64(i))) & 0xF)])
-    }
+    for i in 0..<16 { buffer.append(digit(value, 60 - 4 * UInt64(i))) }
   }
 }
