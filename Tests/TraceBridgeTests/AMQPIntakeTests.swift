@@ -14,6 +14,17 @@ final class AMQPIntakeTests: XCTestCase {
     }
   }
 
+  /// The pipeline commits early once this many acknowledgements wait: a quarter of the
+  /// smallest prefetch, never more than 250.
+  func testAckBatchIsAQuarterOfTheSmallestPrefetchAndAtMost250() {
+    XCTAssertEqual(AMQPIntake.ackBatch(prefetches: [400]), 100)
+    XCTAssertEqual(AMQPIntake.ackBatch(prefetches: [1000]), 250)
+    XCTAssertEqual(AMQPIntake.ackBatch(prefetches: [3000]), 250)
+    XCTAssertEqual(AMQPIntake.ackBatch(prefetches: [65535, 200]), 50)
+    XCTAssertEqual(AMQPIntake.ackBatch(prefetches: [3]), 1)
+    XCTAssertEqual(AMQPIntake.ackBatch(prefetches: [1]), 1)
+  }
+
   /// Message identities are stored (`live_seen`) and must not change between versions: values
   /// computed independently (a Python SipHash-2-4 over the same bytes).
   func testStoredIdentitiesKeepTheirValues() {
