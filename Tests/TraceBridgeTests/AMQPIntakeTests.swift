@@ -1,4 +1,5 @@
 import AMQPConsumer
+import Foundation
 import TraceBridgeCore
 import XCTest
 
@@ -25,6 +26,45 @@ final class AMQPIntakeTests: XCTestCase {
     XCTAssertEqual(AMQPIntake.ackBatch(prefetches: [1]), 1)
   }
 
+  /// A consumer's quiet mark reaches the pipeline with the events put before it, wakes the
+  /// pipeline even when no event comes with it, is handed out once, and a delivery put after
+  /// it cancels it.
+  func testTheQuietMarkComesAfterItsEventsWakesThePipelineIsTakenOnceAndEndsWithADelivery() {
+    let inbox = AMQPIntake.Inbox()
+    let wakes = Wakes()
+    inbox.wake = { wakes.add() }
+    let event = OrderEvent(
+      key: .order("o-1"), service: "Shop", kind: .statusChange, status: "PAID", name: "PAID",
+      timeUnixNano: 1_000_000_000, zoneRule: "UTC", attributes: [],
+      sourceKey: SourceKey(source: "bus", stream: 1, position: 1), rule: "status")
+    inbox.put(
+      QueuedEvent(
+        event: event, rule: 0, delivery: DeliveryRef(source: 0, generation: 1, tag: 1),
+        received: 0))
+    inbox.markQuiet()
+    var drained = inbox.drain()
+    XCTAssertEqual(drained.events.map(\.delivery.tag), [1])
+    XCTAssertTrue(drained.quiet)
+    drained = inbox.drain()
+    XCTAssertTrue(drained.events.isEmpty)
+    XCTAssertFalse(drained.quiet)
+    XCTAssertEqual(wakes.count, 2)  // the first event into an empty inbox, then the mark
+    inbox.markQuiet()
+    XCTAssertEqual(wakes.count, 3)
+    drained = inbox.drain()
+    XCTAssertTrue(drained.events.isEmpty)
+    XCTAssertTrue(drained.quiet)
+    // A delivery after the mark ends the quiet: the pipeline must not take it for the last.
+    inbox.markQuiet()
+    inbox.put(
+      QueuedEvent(
+        event: event, rule: 0, delivery: DeliveryRef(source: 0, generation: 1, tag: 2),
+        received: 0))
+    drained = inbox.drain()
+    XCTAssertEqual(drained.events.map(\.delivery.tag), [2])
+    XCTAssertFalse(drained.quiet)
+  }
+
   /// Message identities are stored (`live_seen`) and must not change between versions: values
   /// computed independently (a Python SipHash-2-4 over the same bytes).
   func testStoredIdentitiesKeepTheirValues() {
@@ -34,5 +74,21 @@ final class AMQPIntakeTests: XCTestCase {
     XCTAssertEqual(
       SourceConsumer.messageID(AMQPDelivery(deliveryTag: 1, body: [], messageID: "m-42")),
       0x8f07_71be_898a_f3f6)
+  }
+}
+
+/// Counts the inbox's wake calls (they come from the thread that puts or marks).
+private final class Wakes: @unchecked Sendable {
+  private let lock = NSLock()
+  private var n = 0
+  func add() {
+    lock.lock()
+    n += 1
+    lock.unlock()
+  }
+  var count: Int {
+    lock.lock()
+    defer { lock.unlock() }
+    return n
   }
 }

@@ -6,7 +6,9 @@ What is asserted: every order's spans from its bus events (transitions, PRODUCER
 the messaging conventions, a traceparent header as a span link); poison messages dead-lettered
 with their reason while good ones keep flowing and nothing is requeued; a broker restart in
 the middle of the stream loses nothing; SIGKILL of the bridge with unacknowledged messages:
-they are redelivered and every span that arrives twice is byte-identical.
+they are redelivered and every span that arrives twice is byte-identical; a queue gone quiet is
+committed and acknowledged without waiting out a long commit interval, from 32 messages on or
+after a commit that large, and no sooner below that.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def broker(tmp_path_factory):
     b.stop()
 
 
-def config_text(broker: Broker, queue: str, data: Path, receiver: PortReceiver, window: str = "500ms") -> str:
+def config_text(broker: Broker, queue: str, data: Path, receiver: PortReceiver, window: str = "500ms",
+                commit: str = "100ms") -> str:
     return f"""
 namespace: amqp-test
 ids: {{secret: {SECRET}}}
@@ -65,19 +68,20 @@ live:
   listen: 127.0.0.1:{free_port()}
   poll_interval: 50ms
   reorder_window: {window}
-  commit_interval: 100ms
+  commit_interval: {commit}
 """
 
 
 class World:
-    def __init__(self, root: Path, bridge_bin: Path, broker: Broker, queue: str, window: str = "500ms"):
+    def __init__(self, root: Path, bridge_bin: Path, broker: Broker, queue: str, window: str = "500ms",
+                 commit: str = "100ms"):
         self.root = root
         self.broker = broker
         self.queue = queue
         self.receiver = PortReceiver(root / "receiver")
         self.receiver.start()
         self.config = root / "tracebridge.yaml"
-        self.config.write_text(config_text(broker, queue, root / "data", self.receiver, window))
+        self.config.write_text(config_text(broker, queue, root / "data", self.receiver, window, commit))
         self.bridge = Bridge(bridge_bin, self.config, root / "bridge")
         declare_queue(broker.url, queue)
 
@@ -91,8 +95,8 @@ class World:
 def world(tmp_path, bridge_bin, broker):
     made = []
 
-    def make(queue: str, window: str = "500ms") -> World:
-        w = World(tmp_path / f"w{len(made)}", bridge_bin, broker, queue, window)
+    def make(queue: str, window: str = "500ms", commit: str = "100ms") -> World:
+        w = World(tmp_path / f"w{len(made)}", bridge_bin, broker, queue, window, commit)
         made.append(w)
         return w
 
@@ -212,6 +216,50 @@ def test_poison_messages_are_dead_lettered_with_their_reason_while_good_ones_flo
     wait_for(lambda: queue_counts(w.broker.url, w.queue)[0] == 0, 20,
              lambda: "a poison message stayed in (or went back to) the queue")
     assert w.bridge.terminate() == 0
+
+
+def test_a_queue_gone_quiet_is_committed_without_waiting_out_the_commit_interval(world):
+    """commit_interval 60 s. 25 messages (fewer than the 32 a quiet commit takes) wait for it,
+    unacknowledged; with 100 waiting the quiet queue is committed at once; 5 stragglers after
+    that large commit are committed at once too; 5 more after that small commit wait again."""
+    w = world("tb.quiet", window="0s", commit="60s")
+    w.bridge.start()
+
+    def acked():
+        return w.bridge.metric("tracebridge_amqp_messages_acked_total", source="bus") or 0
+
+    def publish_and_receive(orders, total):
+        publish_orders(w.broker, w.queue, orders)
+        w.bridge.wait_metric("tracebridge_amqp_messages_received_total", lambda v: v >= total,
+                             f"did not receive {total} messages", source="bus")
+
+    def acked_within(total, seconds, what):
+        w.bridge.wait_metric("tracebridge_amqp_messages_acked_total", lambda v: v >= total,
+                             f"{what} not acknowledged within {seconds} s (commit_interval 60 s)",
+                             timeout=seconds, source="bus")
+
+    def still_waiting(total):
+        time.sleep(2)
+        assert acked() == total, f"{acked()} acknowledged, {total} expected before the commit " \
+            f"interval\n{w.bridge.describe()}"
+
+    publish_and_receive(range(3_100_000, 3_100_005), 25)
+    still_waiting(0)
+    assert not spans_by_order(w.receiver), "spans sent before any commit"
+    publish_and_receive(range(3_100_005, 3_100_020), 100)
+    acked_within(100, 15, "the quiet queue's 100 messages were")
+    orders = range(3_100_000, 3_100_020)
+    transitions = {"CREATED → PAID", "PAID → SHIPPED", "SHIPPED → DELIVERED", "order.published"}
+    wait_for(lambda: all({s["name"] for s in spans_by_order(w.receiver).get(str(o), [])} >= transitions
+                         for o in orders), 15,
+             lambda: f"not every order's transition spans arrived\n{w.bridge.describe()}")
+    publish_and_receive(range(3_100_020, 3_100_021), 105)
+    acked_within(105, 15, "5 stragglers after a commit of 100 were")
+    publish_and_receive(range(3_100_021, 3_100_022), 110)
+    still_waiting(105)
+    assert w.bridge.terminate() == 0
+    # Stopping commits and acknowledges the last 5: nothing goes back to the queue.
+    assert queue_counts(w.broker.url, w.queue)[0] == 0, "messages went back to the queue"
 
 
 def test_broker_restart_in_the_middle_of_the_stream_loses_nothing(world):

@@ -103,12 +103,22 @@ final class AMQPIntake: @unchecked Sendable {
     prefetches.map { min(max(1, $0 / 4), maxAckBatch) }.min() ?? 1
   }
 
+  /// Once a queue has gone quiet, the pipeline commits as soon as this many acknowledgements
+  /// wait, or any number when the commit before carried this many (the stragglers of a burst),
+  /// not at the end of `commit_interval`: the last messages of a burst are acknowledged (and
+  /// their spans spooled) milliseconds after they arrived instead of up to a commit interval
+  /// later. A slow trickle, a message at a time with pauses between them, still waits for the
+  /// interval: its commits carry fewer, so no small commit follows them, and a small commit
+  /// only ever follows a large one, so quiet commits never outnumber the message rate ÷ 16.
+  static let quietCommitMinimum = 32
+
   func stop() {
     for c in consumers { c.stop() }
   }
 
-  /// Events received since the last call.
-  func drain() -> [QueuedEvent] { inbox.drain() }
+  /// Events received since the last call, and whether a consumer has gone quiet since (received
+  /// nothing for a moment while deliveries wait for their acknowledgement) after them.
+  func drain() -> (events: [QueuedEvent], quiet: Bool) { inbox.drain() }
 
   /// These deliveries' events are committed: they may be acknowledged.
   func acknowledge(_ refs: [DeliveryRef]) {
@@ -122,21 +132,33 @@ final class AMQPIntake: @unchecked Sendable {
   final class Inbox: @unchecked Sendable {
     private let lock = NSLock()
     private var items: [QueuedEvent] = []
+    private var quiet = false
     var wake: (@Sendable () -> Void)?
     func put(_ e: QueuedEvent) {
       lock.lock()
       let wasEmpty = items.isEmpty
       items.append(e)
+      quiet = false  // a delivery after the mark: not quiet any more
       lock.unlock()
       if wasEmpty { wake?() }
     }
-    func drain() -> [QueuedEvent] {
+    /// A consumer received nothing for a moment while its deliveries wait for a commit (until
+    /// the next event is put).
+    func markQuiet() {
+      lock.lock()
+      quiet = true
+      lock.unlock()
+      wake?()
+    }
+    func drain() -> (events: [QueuedEvent], quiet: Bool) {
       lock.lock()
       defer { lock.unlock() }
       var out: [QueuedEvent] = []
       out.reserveCapacity(items.count)
       swap(&out, &items)
-      return out
+      let wasQuiet = quiet
+      quiet = false
+      return (out, wasQuiet)
     }
     var count: Int {
       lock.lock()
@@ -288,14 +310,24 @@ final class SourceConsumer: @unchecked Sendable {
       defer { lock.unlock() }
       return generation
     }()
+    // Told the pipeline the queue went quiet, and nothing was delivered since.
+    var saidQuiet = false
     while !shouldStop {
       try acknowledgeCompleted(connection, &outstanding, &head)
       // While deliveries wait for their commit, look for completed ones often: with the whole
       // prefetch unacknowledged no delivery comes to end the wait.
       let waiting = head < outstanding.count
       guard let delivery = try connection.nextDelivery(timeout: waiting ? 0.005 : 0.1) else {
+        // Nothing for 5 ms with deliveries waiting: the queue is empty for now (or the whole
+        // prefetch waits); the pipeline need not wait out its commit interval
+        // (`AMQPIntake.quietCommitMinimum`).
+        if waiting && !saidQuiet {
+          inbox.markQuiet()
+          saidQuiet = true
+        }
         continue
       }
+      saidQuiet = false
       receivedCounter.increment()
       outstanding.append(delivery.deliveryTag)
       let received = Date().timeIntervalSince1970

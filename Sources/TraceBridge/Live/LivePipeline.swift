@@ -262,6 +262,11 @@ public final class LivePipeline: @unchecked Sendable {
     var lastStatsUpdate = 0.0
     let window = live.reorderWindow
     let ackBatch = intake?.ackBatch ?? Int.max
+    // The queues have gone quiet (no delivery since a consumer said so): acknowledgements that
+    // wait are committed without waiting out the commit interval when 32 wait, or any number
+    // after a commit of 32 or more (the last few of a burst); see `quietCommitMinimum`.
+    var intakeQuiet = false
+    var lastCommitAcks = 0
     // Looked up once: a lookup builds the label key and takes the registry's lock.
     let ruleCounters = ruleNames.map { metrics.ruleMatches($0) }
 
@@ -460,7 +465,11 @@ public final class LivePipeline: @unchecked Sendable {
         metrics.spoolFull.set(Int64(0))
         let report = tailer.poll(now: now) { file, record in handle(file, record, now: now) }
         if let intake {
-          for q in intake.drain() {
+          let (events, quiet) = intake.drain()
+          // The quiet mark comes after the events drained with it.
+          if !events.isEmpty { intakeQuiet = false }
+          if quiet { intakeQuiet = true }
+          for q in events {
             idle = false
             let key = q.event.sourceKey.identity
             if seenMessages.contains(key) || inflightMessages.contains(key) {
@@ -544,7 +553,14 @@ public final class LivePipeline: @unchecked Sendable {
       } else if maxEventTime > Int64.min {
         correlator.advance(to: maxEventTime)
       }
-      if now - lastCommit >= live.commitInterval || first || pendingAcks.count >= ackBatch {
+      let quietCommit =
+        intakeQuiet && !pendingAcks.isEmpty
+        && (pendingAcks.count >= AMQPIntake.quietCommitMinimum
+          || lastCommitAcks >= AMQPIntake.quietCommitMinimum)
+      if now - lastCommit >= live.commitInterval || first || pendingAcks.count >= ackBatch
+        || quietCommit
+      {
+        lastCommitAcks = pendingAcks.count
         try commit(now: now)
         lastCommit = now
       }
