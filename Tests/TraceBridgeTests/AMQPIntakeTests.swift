@@ -27,9 +27,9 @@ final class AMQPIntakeTests: XCTestCase {
   }
 
   /// A consumer's quiet mark reaches the pipeline with the events put before it, wakes the
-  /// pipeline even when no event comes with it, is handed out once, and a delivery put after
-  /// it cancels it.
-  func testTheQuietMarkComesAfterItsEventsWakesThePipelineIsTakenOnceAndEndsWithADelivery() {
+  /// pipeline even when no event comes with it, holds until the next delivery, and a delivery
+  /// put after it ends it.
+  func testTheQuietMarkComesAfterItsEventsWakesThePipelineAndHoldsUntilTheNextDelivery() {
     let inbox = AMQPIntake.Inbox()
     let wakes = Wakes()
     inbox.wake = { wakes.add() }
@@ -37,32 +37,34 @@ final class AMQPIntakeTests: XCTestCase {
       key: .order("o-1"), service: "Shop", kind: .statusChange, status: "PAID", name: "PAID",
       timeUnixNano: 1_000_000_000, zoneRule: "UTC", attributes: [],
       sourceKey: SourceKey(source: "bus", stream: 1, position: 1), rule: "status")
-    inbox.put(
-      QueuedEvent(
-        event: event, rule: 0, delivery: DeliveryRef(source: 0, generation: 1, tag: 1),
-        received: 0))
+    func put(_ tag: UInt64) {
+      inbox.put(
+        QueuedEvent(
+          event: event, rule: 0, delivery: DeliveryRef(source: 0, generation: 1, tag: tag),
+          received: 0))
+    }
+    put(1)
+    XCTAssertFalse(inbox.drain().quiet)
+    put(2)
     inbox.markQuiet()
     var drained = inbox.drain()
-    XCTAssertEqual(drained.events.map(\.delivery.tag), [1])
-    XCTAssertTrue(drained.quiet)
-    drained = inbox.drain()
-    XCTAssertTrue(drained.events.isEmpty)
-    XCTAssertFalse(drained.quiet)
-    XCTAssertEqual(wakes.count, 2)  // the first event into an empty inbox, then the mark
-    inbox.markQuiet()
-    XCTAssertEqual(wakes.count, 3)
-    drained = inbox.drain()
-    XCTAssertTrue(drained.events.isEmpty)
-    XCTAssertTrue(drained.quiet)
-    // A delivery after the mark ends the quiet: the pipeline must not take it for the last.
-    inbox.markQuiet()
-    inbox.put(
-      QueuedEvent(
-        event: event, rule: 0, delivery: DeliveryRef(source: 0, generation: 1, tag: 2),
-        received: 0))
-    drained = inbox.drain()
     XCTAssertEqual(drained.events.map(\.delivery.tag), [2])
+    XCTAssertTrue(drained.quiet)
+    // A level: still quiet while nothing is delivered.
+    drained = inbox.drain()
+    XCTAssertTrue(drained.events.isEmpty)
+    XCTAssertTrue(drained.quiet)
+    XCTAssertEqual(wakes.count, 3)  // two events into an empty inbox, then the mark
+    // A delivery after the mark ends the quiet: the pipeline must not take it for the last.
+    put(3)
+    drained = inbox.drain()
+    XCTAssertEqual(drained.events.map(\.delivery.tag), [3])
     XCTAssertFalse(drained.quiet)
+    XCTAssertFalse(inbox.drain().quiet)
+    // The mark wakes the pipeline even with nothing in the inbox.
+    inbox.markQuiet()
+    XCTAssertEqual(wakes.count, 5)
+    XCTAssertTrue(inbox.drain().quiet)
   }
 
   /// Message identities are stored (`live_seen`) and must not change between versions: values

@@ -116,8 +116,8 @@ final class AMQPIntake: @unchecked Sendable {
     for c in consumers { c.stop() }
   }
 
-  /// Events received since the last call, and whether a consumer has gone quiet since (received
-  /// nothing for a moment while deliveries wait for their acknowledgement) after them.
+  /// Events received since the last call, and whether the queues are quiet: a consumer received
+  /// nothing for a moment after them while deliveries wait for their acknowledgement.
   func drain() -> (events: [QueuedEvent], quiet: Bool) { inbox.drain() }
 
   /// These deliveries' events are committed: they may be acknowledged.
@@ -142,8 +142,8 @@ final class AMQPIntake: @unchecked Sendable {
       lock.unlock()
       if wasEmpty { wake?() }
     }
-    /// A consumer received nothing for a moment while its deliveries wait for a commit (until
-    /// the next event is put).
+    /// A consumer received nothing for a moment while its deliveries wait for a commit: quiet
+    /// until the next event is put.
     func markQuiet() {
       lock.lock()
       quiet = true
@@ -156,9 +156,7 @@ final class AMQPIntake: @unchecked Sendable {
       var out: [QueuedEvent] = []
       out.reserveCapacity(items.count)
       swap(&out, &items)
-      let wasQuiet = quiet
-      quiet = false
-      return (out, wasQuiet)
+      return (out, quiet)
     }
     var count: Int {
       lock.lock()

@@ -262,9 +262,10 @@ public final class LivePipeline: @unchecked Sendable {
     var lastStatsUpdate = 0.0
     let window = live.reorderWindow
     let ackBatch = intake?.ackBatch ?? Int.max
-    // The queues have gone quiet (no delivery since a consumer said so): acknowledgements that
-    // wait are committed without waiting out the commit interval when 32 wait, or any number
-    // after a commit of 32 or more (the last few of a burst); see `quietCommitMinimum`.
+    // The queues have gone quiet (no delivery since a consumer said so, as of the last drain):
+    // acknowledgements that wait are committed without waiting out the commit interval when 32
+    // wait, or any number after a commit of 32 or more (the last few of a burst); see
+    // `quietCommitMinimum`.
     var intakeQuiet = false
     var lastCommitAcks = 0
     // Looked up once: a lookup builds the label key and takes the registry's lock.
@@ -466,9 +467,7 @@ public final class LivePipeline: @unchecked Sendable {
         let report = tailer.poll(now: now) { file, record in handle(file, record, now: now) }
         if let intake {
           let (events, quiet) = intake.drain()
-          // The quiet mark comes after the events drained with it.
-          if !events.isEmpty { intakeQuiet = false }
-          if quiet { intakeQuiet = true }
+          intakeQuiet = quiet
           for q in events {
             idle = false
             let key = q.event.sourceKey.identity
