@@ -809,6 +809,44 @@ def test_ten_megabyte_line_without_newline_is_cut_and_later_lines_are_read(live_
     assert_nothing_unexpected(env)
 
 
+def proc_io(pid: int) -> dict:
+    """/proc/PID/io as numbers (wchar: bytes the process handed to write calls)."""
+    text = Path(f"/proc/{pid}/io").read_text()
+    return {k: int(v) for k, v in (line.split(": ") for line in text.splitlines())}
+
+
+def test_an_idle_bridge_writes_nothing_and_commits_again_when_lines_come(live_env):
+    """With nothing read, nothing to export and no order left to close, the bridge skips its
+    commits (they rewrote its clock and watch times every commit_interval: ~59 KB/s); the next
+    lines are committed and exported as before, and a restart goes on from them."""
+    env = live_env()
+    env.bridge.start()
+    env.write_order(2_000_031, ["CREATED", "DELIVERED"], ["shop", "shop"], noise=2, seed=9)
+    wait_for_orders(env, [2_000_031])
+    env.bridge.wait_metric("tracebridge_open_orders", lambda v: v == 0,
+                           "the order did not close after final_grace")
+    env.bridge.wait_metric("tracebridge_spool_spans", lambda v: v == 0,
+                           "the spool did not empty")
+    time.sleep(1.0)                          # the commit that deletes the delivered spool rows
+    pid = env.bridge.process.pid
+    before = proc_io(pid)
+    time.sleep(3.0)                          # 15 commit intervals with nothing in them
+    after = proc_io(pid)
+    written = after["wchar"] - before["wchar"]
+    assert written < 4096, (f"an idle bridge wrote {written} bytes in 3 s "
+                            f"({after['syscw'] - before['syscw']} write calls)\n{env.describe()}")
+
+    env.write_order(2_000_032, ["CREATED", "DELIVERED"], ["shop", "shop"], noise=2, seed=10)
+    wait_for_orders(env, [2_000_032])
+    assert env.bridge.terminate() == 0
+    env.bridge.start()
+    env.write_order(2_000_033, ["CREATED", "DELIVERED"], ["shop", "shop"], noise=2, seed=11)
+    wait_for_orders(env, [2_000_033])
+    assert_nothing_unexpected(env)
+    assert env.bridge.metric("tracebridge_events_total") == 2, \
+        "after the restart only the new order's two events are read"
+
+
 # ---------------------------------------------------------------------------
 # e) the spool survives a restart
 # ---------------------------------------------------------------------------

@@ -27,6 +27,14 @@ public final class LivePipeline: @unchecked Sendable {
   private var isReady = false
   private var fatal: String?
   private let wake: () -> Void
+
+  /// How often a bridge with nothing to commit still commits: once a minute it records its
+  /// clock (`watermark`) and each source's watch time. Commits with nothing in them are
+  /// skipped otherwise; they rewrote those rows at every `commit_interval`, so an idle bridge
+  /// wrote ~59 KB/s (~5 GB a day). A restart after up to this long without a commit finds a
+  /// clock and watch times that much older: it keeps a tombstone or two longer, and reads a
+  /// rotated file of that last minute it would otherwise have taken for history — never less.
+  static let idleRefresh = 60.0
   private let intake: AMQPIntake?
   /// The exporter's wire format: spans are spooled already encoded in it.
   private let format: ExportFormat
@@ -344,7 +352,13 @@ public final class LivePipeline: @unchecked Sendable {
       }
     }
 
-    func commit(now: Double) throws {
+    // When the last commit was handed to the writer, and the forget horizon it carried.
+    var lastWrite = -Double.infinity
+    var lastForgetWritten: Int64?
+
+    /// Commits what was processed since the last commit; skips a commit with nothing in it
+    /// unless `force` (the first and the last) or `idleRefresh` has passed.
+    func commit(now: Double, force: Bool = false) throws {
       let nowNs = Int64(now * 1e9)
       var rows: [TailCheckpoint] = []
       let open = Dictionary(
@@ -380,8 +394,19 @@ public final class LivePipeline: @unchecked Sendable {
         forgetBefore = maxEventTime - horizon
         lastForget = now
       }
+      let delta = try correlator.takeDelta()
+      let nothing =
+        spans.isEmpty && delta.isEmpty && rows.isEmpty && timeline.isEmpty && newSeen.isEmpty
+        && pendingAcks.isEmpty && rejectBuffer.isEmpty && !spool.hasRelease
+        && (forgetBefore == nil || forgetBefore == lastForgetWritten)
+      if nothing && !force && now - lastWrite < Self.idleRefresh {
+        metrics.openOrders.set(Int64(correlator.openOrders))
+        return
+      }
+      lastWrite = now
+      if let f = forgetBefore { lastForgetWritten = f }
       let commitRecord = StateStore.LiveCommit(
-        spans: spans, delta: try correlator.takeDelta(), checkpoints: rows, timeline: timeline,
+        spans: spans, delta: delta, checkpoints: rows, timeline: timeline,
         sources: configuration.sources.map(\.name), nowNs: nowNs,
         forgetClosedBefore: forgetBefore)
       let ids = configuration.ids
@@ -560,7 +585,7 @@ public final class LivePipeline: @unchecked Sendable {
         || quietCommit
       {
         lastCommitAcks = pendingAcks.count
-        try commit(now: now)
+        try commit(now: now, force: first)
         lastCommit = now
       }
       if now - lastStatsUpdate >= 1 {
@@ -578,7 +603,7 @@ public final class LivePipeline: @unchecked Sendable {
     }
     // Shutdown: commit what was processed; what waits in the reorder window is re-read on
     // the next start (the checkpoints stop before it).
-    try commit(now: Date().timeIntervalSince1970)
+    try commit(now: Date().timeIntervalSince1970, force: true)
     // The acknowledgements of the last commits go out before the consumers stop.
     try writer.finish()
     intake?.stop()
@@ -628,6 +653,13 @@ final class SpoolCounters: @unchecked Sendable {
     r.bytes += bytes
     release = r
     return true
+  }
+
+  /// Whether delivered rows wait for a commit to delete them.
+  var hasRelease: Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    return release != nil
   }
 
   /// The rows to delete in the commit about to run (counted out with `remove` after it).
