@@ -413,9 +413,14 @@ public final class LivePipeline: @unchecked Sendable {
       var record = commitRecord
       record.seenMessages = newSeen
       var traceIDs: [String: TraceID] = [:]
+      var lastID = ""
       for change in timeline {
-        if case .event(_, let id) = change, traceIDs[id] == nil {
-          traceIDs[id] = correlator.openTraceID(id) ?? ids.traceID(orderID: id)
+        // An order's events mostly come together: one lookup for the run.
+        if case .event(_, let id) = change, id != lastID {
+          lastID = id
+          if traceIDs[id] == nil {
+            traceIDs[id] = correlator.openTraceID(id) ?? ids.traceID(orderID: id)
+          }
         }
       }
       try writer.submit(

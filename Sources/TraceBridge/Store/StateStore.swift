@@ -469,7 +469,10 @@ public final class StateStore: Sendable {
           insertEvent.bindText(13) { Self.appendAttributesJSON(e.attributes, to: &$0) }
           try insertEvent.run()
           let isStatus = e.kind == .statusChange && e.status != nil
-          if let i = rowIndex[orderID] {
+          // An order's events mostly come together: its row is then the last one (no hash).
+          if let i = rows.indices.last, rows[i].orderID == orderID {
+            rows[i].merge(e, isStatus: isStatus)
+          } else if let i = rowIndex[orderID] {
             // Merged in place: one hash of the id an event, no copy of the row out and back.
             rows[i].merge(e, isStatus: isStatus)
           } else {
