@@ -15,6 +15,14 @@ import TraceBridgeCore
 ///   twice;
 /// - when the spool holds `spool.max_bytes`, reading pauses until the sender drains it.
 public final class LivePipeline: @unchecked Sendable {
+  /// How often a bridge with nothing to commit still commits: once a minute it records its
+  /// clock (`watermark`) and each source's watch time. Commits with nothing in them are
+  /// skipped otherwise; they rewrote those rows at every `commit_interval`, so an idle bridge
+  /// wrote ~59 KB/s (~5 GB a day). A restart after up to this long without a commit finds a
+  /// clock and watch times that much older: it keeps a tombstone or two longer, and reads a
+  /// rotated file of that last minute it would otherwise have taken for history — never less.
+  static let idleRefresh = 60.0
+
   public let configuration: Configuration
   let store: StateStore
   let metrics: LiveMetrics
@@ -27,14 +35,6 @@ public final class LivePipeline: @unchecked Sendable {
   private var isReady = false
   private var fatal: String?
   private let wake: () -> Void
-
-  /// How often a bridge with nothing to commit still commits: once a minute it records its
-  /// clock (`watermark`) and each source's watch time. Commits with nothing in them are
-  /// skipped otherwise; they rewrote those rows at every `commit_interval`, so an idle bridge
-  /// wrote ~59 KB/s (~5 GB a day). A restart after up to this long without a commit finds a
-  /// clock and watch times that much older: it keeps a tombstone or two longer, and reads a
-  /// rotated file of that last minute it would otherwise have taken for history — never less.
-  static let idleRefresh = 60.0
   private let intake: AMQPIntake?
   /// The exporter's wire format: spans are spooled already encoded in it.
   private let format: ExportFormat
@@ -399,10 +399,8 @@ public final class LivePipeline: @unchecked Sendable {
         spans.isEmpty && delta.isEmpty && rows.isEmpty && timeline.isEmpty && newSeen.isEmpty
         && pendingAcks.isEmpty && rejectBuffer.isEmpty && !spool.hasRelease
         && (forgetBefore == nil || forgetBefore == lastForgetWritten)
-      if nothing && !force && now - lastWrite < Self.idleRefresh {
-        metrics.openOrders.set(Int64(correlator.openOrders))
-        return
-      }
+      // (The open-orders gauge needs no update then: orders open or close only with a delta.)
+      if nothing && !force && now - lastWrite < Self.idleRefresh { return }
       lastWrite = now
       if let f = forgetBefore { lastForgetWritten = f }
       let commitRecord = StateStore.LiveCommit(
