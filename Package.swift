@@ -31,6 +31,9 @@ let package = Package(
       name: "CRabbitMQ", pkgConfig: "librabbitmq",
       providers: [.apt(["librabbitmq-dev"])]),
     .systemLibrary(
+      name: "CSQLiteConfig", pkgConfig: "sqlite3",
+      providers: [.apt(["libsqlite3-dev"])]),
+    .systemLibrary(
       name: "CLibXML2", pkgConfig: "libxml-2.0",
       providers: [.apt(["libxml2-dev"])]),
 
@@ -57,7 +60,7 @@ let package = Package(
     .target(
       name: "TraceBridge",
       dependencies: [
-        "TraceBridgeCore", "LogParsers", "Exporters", "AMQPConsumer",
+        "TraceBridgeCore", "LogParsers", "Exporters", "AMQPConsumer", "CSQLiteConfig",
         .product(name: "Yams", package: "Yams"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "GRDBSQLite", package: "GRDB.swift"),

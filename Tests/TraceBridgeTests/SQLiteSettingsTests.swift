@@ -1,0 +1,63 @@
+import Foundation
+import GRDB
+import XCTest
+
+@testable import TraceBridge
+
+/// SQLite's settings for the store: memory statistics off for the process, secure_delete off
+/// for every connection (both only cost a live commit time; docs/performance.md, item 28).
+final class SQLiteSettingsTests: XCTestCase {
+  private var directory = ""
+
+  override func setUpWithError() throws {
+    directory = NSTemporaryDirectory() + "sqlitesettings-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+  }
+
+  override func tearDownWithError() throws {
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  private static let child = "TRACEBRIDGE_SQLITE_SETTINGS_CHILD"
+
+  /// The process-wide setting takes only if no connection was opened before, and other tests
+  /// of this process may have opened one first: so the check runs again in a process of its
+  /// own (this test bundle, this test alone), where a store is the first thing SQLite sees, as
+  /// in `tracebridge`.
+  func testMemoryStatisticsAreOffWhenAStoreIsTheFirstConnection() throws {
+    let store = try StateStore(path: directory + "/s.sqlite")
+    try withExtendedLifetime(store) {  // open: SQLite holds allocations it would count
+      // Whichever came first here, the two agree.
+      XCTAssertEqual(SQLiteSettings.memoryStatisticsOn, !SQLiteSettings.apply())
+      if ProcessInfo.processInfo.environment[Self.child] == "1" {
+        XCTAssertTrue(SQLiteSettings.apply(), "a store opened first, yet the setting did not take")
+        XCTAssertFalse(SQLiteSettings.memoryStatisticsOn)
+        return
+      }
+      let p = Process()
+      p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+      p.arguments = [
+        "TraceBridgeTests.SQLiteSettingsTests/testMemoryStatisticsAreOffWhenAStoreIsTheFirstConnection"
+      ]
+      p.environment = ProcessInfo.processInfo.environment.merging([Self.child: "1"]) { $1 }
+      let out = Pipe()
+      p.standardOutput = out
+      p.standardError = out
+      try p.run()
+      let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      p.waitUntilExit()
+      XCTAssertEqual(p.terminationStatus, 0, text)
+      XCTAssertTrue(text.contains("Executed 1 test"), text)
+    }
+  }
+
+  func testEveryConnectionOfAStoreHasSecureDeleteOff() throws {
+    let store = try StateStore(path: directory + "/s.sqlite")
+    let values = try (0..<3).map { _ in
+      try store.queue.read { db in try Int.fetchOne(db, sql: "PRAGMA secure_delete") }
+    }
+    XCTAssertEqual(values, [0, 0, 0])
+    XCTAssertEqual(
+      try store.queue.write { db in try Int.fetchOne(db, sql: "PRAGMA secure_delete") }, 0)
+  }
+}
