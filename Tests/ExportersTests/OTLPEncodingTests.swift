@@ -107,8 +107,8 @@ final class OTLPEncodingTests: XCTestCase {
       for (length, prefix) in cases {
         let body = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
         var w = ProtobufWriter()
-        w.bytes = [0xAA, 0xBB]  // bytes already written stay in place
-        w.message(11, reserve: reserve) { $0.bytes.append(contentsOf: body) }
+        w.append(contentsOf: [0xAA, 0xBB])  // bytes already written stay in place
+        w.message(11, reserve: reserve) { $0.append(contentsOf: body) }
         let expected: [UInt8] = [0xAA, 0xBB, 0x5a] + prefix + body
         XCTAssertEqual(w.bytes.count, expected.count, "length \(length), reserve \(reserve)")
         XCTAssertTrue(w.bytes == expected, "length \(length), reserve \(reserve)")
@@ -121,7 +121,7 @@ final class OTLPEncodingTests: XCTestCase {
     var w = ProtobufWriter()
     w.message(1, reserve: 1) { outer in
       outer.uint(1, 5)
-      outer.message(2, reserve: 1) { $0.bytes.append(contentsOf: inner) }
+      outer.message(2, reserve: 1) { $0.append(contentsOf: inner) }
     }
     // outer body = 08 05 | 12 c8 01 | 200 bytes = 205 bytes -> length cd 01
     XCTAssertEqual(Array(w.bytes.prefix(8)), [0x0a, 0xcd, 0x01, 0x08, 0x05, 0x12, 0xc8, 0x01])

@@ -1,17 +1,60 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// A minimal protobuf wire-format writer: exactly what OTLP traces need, canonical encoding
 /// (minimal varints, fields in number order), so equal spans encode to equal bytes.
-struct ProtobufWriter {
-  var bytes: [UInt8] = []
+///
+/// Writes into a buffer of its own through a pointer (an `[UInt8]` checked uniqueness and
+/// capacity at every byte appended: most of a span's encoding time); `bytes` copies it out.
+struct ProtobufWriter: ~Copyable {
+  private var base: UnsafeMutablePointer<UInt8>
+  private var capacity: Int
+  private(set) var count = 0
 
-  init(capacity: Int = 512) { bytes.reserveCapacity(capacity) }
+  init(capacity: Int = 512) {
+    self.capacity = max(capacity, 64)
+    base = .allocate(capacity: self.capacity)
+  }
+
+  deinit { base.deallocate() }
+
+  /// What was written.
+  var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+  @inline(__always) private mutating func reserve(_ n: Int) {
+    if count + n > capacity { grow(count + n) }
+  }
+
+  @inline(never) private mutating func grow(_ needed: Int) {
+    var c = capacity * 2
+    while c < needed { c *= 2 }
+    let b = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
+    b.update(from: base, count: count)
+    base.deallocate()
+    base = b
+    capacity = c
+  }
+
+  @inline(__always) private mutating func raw(_ p: UnsafeRawBufferPointer) {
+    guard let from = p.baseAddress, p.count > 0 else { return }
+    reserve(p.count)
+    UnsafeMutableRawPointer(base + count).copyMemory(from: from, byteCount: p.count)
+    count += p.count
+  }
 
   @inline(__always) mutating func varint(_ value: UInt64) {
+    reserve(10)
     var v = value
     while v >= 0x80 {
-      bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+      base[count] = UInt8(truncatingIfNeeded: v) | 0x80
+      count += 1
       v >>= 7
     }
-    bytes.append(UInt8(v))
+    base[count] = UInt8(v)
+    count += 1
   }
 
   @inline(__always) mutating func tag(_ field: Int, _ wireType: Int) {
@@ -21,10 +64,14 @@ struct ProtobufWriter {
   mutating func string(_ field: Int, _ value: String) {
     guard !value.isEmpty else { return }
     tag(field, 2)
-    var v = value
-    v.withUTF8 { buf in
+    let done: Void? = value.utf8.withContiguousStorageIfAvailable { buf in
       varint(UInt64(buf.count))
-      bytes.append(contentsOf: buf)
+      raw(UnsafeRawBufferPointer(buf))
+    }
+    if done == nil {
+      let utf8 = Array(value.utf8)
+      varint(UInt64(utf8.count))
+      utf8.withUnsafeBytes { raw($0) }
     }
   }
 
@@ -32,28 +79,33 @@ struct ProtobufWriter {
     guard !value.isEmpty else { return }
     tag(field, 2)
     varint(UInt64(value.count))
-    bytes.append(contentsOf: value)
+    value.withUnsafeBytes { raw($0) }
   }
 
-  /// A 16- or 8-byte id written from big-endian words.
-  mutating func idField(_ field: Int, _ words: UInt64...) {
+  /// An 8-byte id, big-endian.
+  mutating func idField(_ field: Int, _ word: UInt64) {
     tag(field, 2)
-    varint(UInt64(words.count * 8))
-    for w in words {
-      for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: w >> (56 - 8 * UInt64(i)))) }
-    }
+    varint(8)
+    withUnsafeBytes(of: word.bigEndian) { raw($0) }
+  }
+
+  /// A 16-byte id from two words, big-endian.
+  mutating func idField(_ field: Int, _ high: UInt64, _ low: UInt64) {
+    tag(field, 2)
+    varint(16)
+    withUnsafeBytes(of: high.bigEndian) { raw($0) }
+    withUnsafeBytes(of: low.bigEndian) { raw($0) }
   }
 
   mutating func fixed64(_ field: Int, _ value: UInt64) {
     guard value != 0 else { return }
     tag(field, 1)
-    for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) }
+    withUnsafeBytes(of: value.littleEndian) { raw($0) }
   }
 
   mutating func double(_ field: Int, _ value: Double) {
     tag(field, 1)
-    let bits = value.bitPattern
-    for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: bits >> (8 * UInt64(i)))) }
+    withUnsafeBytes(of: value.bitPattern.littleEndian) { raw($0) }
   }
 
   mutating func uint(_ field: Int, _ value: UInt64) {
@@ -69,7 +121,7 @@ struct ProtobufWriter {
 
   mutating func bool(_ field: Int, _ value: Bool) {
     tag(field, 0)
-    bytes.append(value ? 1 : 0)
+    varint(value ? 1 : 0)
   }
 
   /// Writes a length-delimited sub-message whose body `body` writes. The length is reserved
@@ -77,34 +129,39 @@ struct ProtobufWriter {
   @inline(__always)
   mutating func message(_ field: Int, reserve: Int = 1, _ body: (inout ProtobufWriter) -> Void) {
     tag(field, 2)
-    let lengthAt = bytes.count
-    for _ in 0..<reserve { bytes.append(0) }
-    let start = bytes.count
+    self.reserve(reserve)
+    let lengthAt = count
+    count += reserve
+    let start = count
     body(&self)
-    let length = bytes.count - start
+    let length = count - start
     let needed = Self.varintSize(UInt64(length))
     if needed != reserve {
-      if needed > reserve {
-        bytes.insert(contentsOf: repeatElement(0, count: needed - reserve), at: lengthAt)
-      } else {
-        bytes.removeSubrange(lengthAt..<(lengthAt + reserve - needed))
-      }
+      if needed > reserve { self.reserve(needed - reserve) }
+      // Move the body (overlapping: memmove) so that the length takes `needed` bytes.
+      memmove(base + lengthAt + needed, base + start, length)
+      count = lengthAt + needed + length
     }
     var v = UInt64(length)
     var i = lengthAt
     while v >= 0x80 {
-      bytes[i] = UInt8(truncatingIfNeeded: v) | 0x80
+      base[i] = UInt8(truncatingIfNeeded: v) | 0x80
       v >>= 7
       i += 1
     }
-    bytes[i] = UInt8(v)
+    base[i] = UInt8(v)
+  }
+
+  /// Appends bytes as they are (no tag, no length).
+  mutating func append(contentsOf bytes: [UInt8]) {
+    bytes.withUnsafeBytes { raw($0) }
   }
 
   /// Appends already-encoded message bytes as field `field`.
   mutating func embedded(_ field: Int, _ encoded: [UInt8]) {
     tag(field, 2)
     varint(UInt64(encoded.count))
-    bytes.append(contentsOf: encoded)
+    encoded.withUnsafeBytes { raw($0) }
   }
 
   static func varintSize(_ value: UInt64) -> Int {

@@ -4,7 +4,7 @@ import TraceBridgeCore
 enum OTLPProto {
   /// The `Span` message of one span.
   static func encode(_ span: SpanRecord) -> [UInt8] {
-    var w = ProtobufWriter(capacity: 256)
+    var w = ProtobufWriter(capacity: 512)
     w.idField(1, span.traceID.high, span.traceID.low)
     w.idField(2, span.spanID.value)
     if let parent = span.parentSpanID { w.idField(4, parent.value) }
