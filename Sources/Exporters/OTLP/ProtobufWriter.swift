@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif
-
 /// A minimal protobuf wire-format writer: exactly what OTLP traces need, canonical encoding
 /// (minimal varints, fields in number order), so equal spans encode to equal bytes.
 ///
@@ -32,7 +26,7 @@ struct ProtobufWriter: ~Copyable {
     var c = capacity * 2
     while c < needed { c *= 2 }
     let b = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
-    b.update(from: base, count: count)
+    b.initialize(from: base, count: count)
     base.deallocate()
     base = b
     capacity = c
@@ -128,6 +122,7 @@ struct ProtobufWriter: ~Copyable {
   /// as `reserve` bytes and the body moved only when the guess was wrong.
   @inline(__always)
   mutating func message(_ field: Int, reserve: Int = 1, _ body: (inout ProtobufWriter) -> Void) {
+    precondition(reserve > 0)
     tag(field, 2)
     self.reserve(reserve)
     let lengthAt = count
@@ -138,8 +133,9 @@ struct ProtobufWriter: ~Copyable {
     let needed = Self.varintSize(UInt64(length))
     if needed != reserve {
       if needed > reserve { self.reserve(needed - reserve) }
-      // Move the body (overlapping: memmove) so that the length takes `needed` bytes.
-      memmove(base + lengthAt + needed, base + start, length)
+      // Move the body so that the length takes `needed` bytes (`update(from:count:)` copies
+      // overlapping regions correctly).
+      (base + lengthAt + needed).update(from: base + start, count: length)
       count = lengthAt + needed + length
     }
     var v = UInt64(length)

@@ -6,10 +6,10 @@ import GRDBSQLite
 ///
 /// Memory statistics off (`SQLITE_CONFIG_MEMSTATUS`): with them on, every SQLite allocation
 /// and free takes a process-wide mutex to keep the counts, and Debian's libsqlite3 is built
-/// without lookaside memory, so a live commit allocates through it for every row it writes:
-/// 0.3-0.4 µs of the commit thread's ~7 µs a message on a queue drain (docs/performance.md,
-/// item 28). Nothing in TraceBridge reads the statistics (`sqlite3_memory_used`, a soft heap
-/// limit), which are all that setting turns off.
+/// without lookaside memory, so a live commit allocates through it for every row it writes.
+/// With `secure_delete` off (`StateStore.open`), about 6 % of the commit thread's CPU a message
+/// on a queue drain (docs/performance.md, item 28). Nothing in TraceBridge reads the
+/// statistics (`sqlite3_memory_used`, a soft heap limit), which are all that setting turns off.
 enum SQLiteSettings {
   /// Whether the settings took: false when something opened SQLite before (the settings
   /// then stay SQLite's defaults; everything works, only slower).
@@ -18,6 +18,8 @@ enum SQLiteSettings {
   private static let applied: Bool = tb_sqlite_config_memstatus(0) == SQLITE_OK
 
   /// Whether SQLite counts its memory use in this process (false once `apply()` took).
+  /// Meaningful only while a connection is open: with nothing allocated it reads false either
+  /// way.
   static var memoryStatisticsOn: Bool {
     var current: Int64 = 0
     var highwater: Int64 = 0

@@ -46,7 +46,10 @@ final class WALCheckpointer: @unchecked Sendable {
     self.restartFrames = restartFrames
     self.logger = logger
     var config = GRDB.Configuration()
-    config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+    config.prepareDatabase { db in
+      try db.execute(sql: "PRAGMA synchronous = NORMAL")
+      try db.execute(sql: "PRAGMA secure_delete = OFF")  // as every connection of the store
+    }
     config.busyMode = .timeout(10)
     connection = try DatabaseQueue(path: store.path, configuration: config)
   }
