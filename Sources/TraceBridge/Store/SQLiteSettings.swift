@@ -13,7 +13,7 @@ import GRDBSQLite
 enum SQLiteSettings {
   /// Whether the settings took: false when something opened SQLite before (the settings
   /// then stay SQLite's defaults; everything works, only slower).
-  static func apply() -> Bool { applied }
+  @discardableResult static func apply() -> Bool { applied }
 
   private static let applied: Bool = tb_sqlite_config_memstatus(0) == SQLITE_OK
 

@@ -37,7 +37,7 @@ public final class StateStore: Sendable {
   static let pageSize = 8192
 
   private static func open(_ path: String) throws -> DatabasePool {
-    _ = SQLiteSettings.apply()
+    SQLiteSettings.apply()
     var config = GRDB.Configuration()
     // WAL with synchronous=NORMAL: a committed transaction survives the process being
     // killed (SIGKILL); only a power loss may take back the last ones.
@@ -92,7 +92,7 @@ public final class StateStore: Sendable {
   /// there is no store there.
   public static func migrationStatus(path: String) throws -> MigrationStatus {
     try requireStore(at: path)
-    _ = SQLiteSettings.apply()
+    SQLiteSettings.apply()
     var config = GRDB.Configuration()
     config.readonly = true
     config.busyMode = .timeout(10)
